@@ -1,0 +1,270 @@
+"""Recipe parameters: typed, checked against the recipe's range or
+enumeration when set, reachable by name, full name or attribute."""
+from __future__ import annotations
+
+import difflib
+import numbers
+import textwrap
+from typing import Any, Iterator, Mapping
+
+_TYPES = {'bool': bool, 'int': int, 'float': float, 'str': str}
+_BOOL_WORDS = {'true': True, 'false': False, 'yes': True, 'no': False,
+               't': True, 'f': False, '1': True, '0': False}
+
+
+class UnknownParameterError(KeyError, AttributeError):
+    """No parameter of that name.  Both a KeyError (``param['x']``) and an
+    AttributeError (``param.x``, so that ``hasattr`` works)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Parameter:
+    """One recipe parameter.
+
+    ``name`` (the command-line alias, as esorex shows it), ``fullname``
+    (with context), ``context``, ``type`` (bool, int, float or str),
+    ``default``, ``help``, ``range`` ((min, max) or None), ``sequence`` (allowed
+    values or None), ``enabled`` (for command line, environment, config
+    file), ``value`` (None means the default)."""
+
+    def __init__(self, description: Mapping[str, Any], recipe: str = '') -> None:
+        self.fullname: str = description['name']
+        self.name: str = description.get('alias') or self.fullname
+        self.context: str = description.get('context')
+        self.type: type = _TYPES.get(description['type'], str)
+        self.default = description['default']
+        self.range = tuple(description['range']) if description['range'] \
+            else None
+        self.sequence = list(description['choices']) \
+            if description['choices'] is not None else None
+        self.enabled = tuple(description.get('enabled', (True, True, True)))
+        self.recipe = recipe
+        self.help: str = description.get('help') or ''
+        self._value = None
+        self.__doc__ = textwrap.fill('%s (%s; default: %r)' % (
+            self.help, self.type.__name__, self.default))
+
+    @property
+    def value(self) -> Any:
+        return self._value
+
+    @value.setter
+    def value(self, value: Any) -> None:
+        self._value = None if value is None else self.check(value)
+
+    @value.deleter
+    def value(self) -> None:
+        self._value = None
+
+    def _where(self) -> str:
+        return "parameter '%s'%s" % (
+            self.name, " of recipe '%s'" % self.recipe if self.recipe else '')
+
+    def check(self, value: Any) -> Any:
+        """value converted to the parameter's type; TypeError when it has
+        another type, ValueError when outside the range or enumeration."""
+        converted = self._convert(value)
+        if self.sequence is not None and converted not in self.sequence:
+            raise ValueError('%r is not allowed for %s: choose one of %s'
+                             % (value, self._where(), self.sequence))
+        if self.range is not None and not (
+                self.range[0] <= converted <= self.range[1]):
+            raise ValueError('%r is outside the range %s..%s of %s'
+                             % (value, self.range[0], self.range[1],
+                                self._where()))
+        return converted
+
+    def _convert(self, value: Any) -> Any:
+        wrong = TypeError('%s takes a %s, not %r (%s)' % (
+            self._where(), self.type.__name__, value, type(value).__name__))
+        if self.type is bool:
+            if isinstance(value, str):
+                if value.strip().lower() in _BOOL_WORDS:
+                    return _BOOL_WORDS[value.strip().lower()]
+                raise wrong
+            if isinstance(value, numbers.Integral) and value in (0, 1):
+                return bool(value)
+            raise wrong
+        if isinstance(value, bool):
+            raise wrong
+        if self.type is int:
+            if isinstance(value, numbers.Integral):
+                return int(value)
+            if isinstance(value, numbers.Real) and float(value).is_integer():
+                return int(value)
+            if isinstance(value, str):
+                try:
+                    return int(value.strip())
+                except ValueError:
+                    raise wrong from None
+            raise wrong
+        if self.type is float:
+            if isinstance(value, numbers.Real):
+                return float(value)
+            if isinstance(value, str):
+                try:
+                    return float(value.strip())
+                except ValueError:
+                    raise wrong from None
+            raise wrong
+        if isinstance(value, str):
+            return value
+        raise wrong
+
+    def format(self, value: Any) -> str:
+        """A checked value as the runner takes it."""
+        if self.type is bool:
+            return 'true' if value else 'false'
+        if self.type is float:
+            return repr(float(value))
+        return str(value)
+
+    def __str__(self) -> str:
+        return '%r%s' % (self.value if self.value is not None else self.default,
+                         ' (default)' if self.value is None else '')
+
+    def __repr__(self) -> str:
+        return 'Parameter(%r, %s=%r)' % (
+            self.name, 'value' if self.value is not None else 'default',
+            self.value if self.value is not None else self.default)
+
+    def __getitem__(self, i: int) -> Any:
+        return (self.name, self.value if self.value is not None
+                else self.default)[i]
+
+
+def _attribute_name(name: str) -> str:
+    return name.replace('-', '_').replace(' ', '_')
+
+
+class ParameterList:
+    """The parameters of a recipe.
+
+    Reached as attributes (``param.nifu``, hyphens written as underscores),
+    by name, full name or alias (``param['muse.muse_bias.nifu']``).
+    Dotted names form groups: ``param.stack.method`` or
+    ``param['stack.method']``.  Setting None or deleting resets to the
+    default.  Iterating gives every :class:`Parameter`."""
+
+    def __init__(self, parameters: list[Parameter], recipe: str = '',
+                 prefix: str = '') -> None:
+        object.__setattr__(self, '_recipe', recipe)
+        object.__setattr__(self, '_prefix', prefix)
+        object.__setattr__(self, '_pars', parameters)
+        index: dict[str, Any] = {}
+        groups: dict[str, list[Parameter]] = {}
+        for p in parameters:
+            local = p.name[len(prefix):] if prefix else p.name
+            if '.' in local:
+                groups.setdefault(local.split('.', 1)[0], []).append(p)
+            else:
+                index[local] = p
+                index[_attribute_name(local)] = p
+        for group, members in groups.items():
+            sub = ParameterList(members, recipe, prefix + group + '.')
+            index.setdefault(group, sub)
+            index.setdefault(_attribute_name(group), sub)
+        object.__setattr__(self, '_index', index)
+        object.__setattr__(self, '__doc__', self._doc())
+
+    def _find(self, key: str) -> Any:
+        found = self._index.get(key)
+        if found is not None:
+            return found
+        for p in self._pars:
+            if key in (p.fullname, p.name, self._prefix + key) \
+                    or _attribute_name(p.name) == self._prefix + key:
+                return p
+        known = [p.name for p in self._pars]
+        close = difflib.get_close_matches(key, known, n=3)
+        raise UnknownParameterError(
+            "recipe '%s' has no parameter '%s'%s" % (
+                self._recipe, key,
+                '; did you mean %s?' % ', '.join(repr(c) for c in close)
+                if close else '; it has ' + ', '.join(known[:40])
+                if known else '; it has none'))
+
+    def __iter__(self) -> Iterator[Parameter]:
+        return iter(self._pars)
+
+    def __len__(self) -> int:
+        return len(self._pars)
+
+    def __contains__(self, key: str) -> bool:
+        try:
+            self._find(key)
+        except KeyError:
+            return False
+        return True
+
+    def __getitem__(self, key: str) -> Any:
+        return self._find(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        target = self._find(key)
+        if isinstance(target, ParameterList):
+            if value is None:
+                target._reset()
+            else:
+                target._update(value)
+        else:
+            target.value = value
+
+    def __delitem__(self, key: str) -> None:
+        self[key] = None
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith('__'):
+            raise AttributeError(key)
+        return self._find(key)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self[key] = value
+
+    def __delattr__(self, key: str) -> None:
+        self[key] = None
+
+    def __dir__(self) -> list[str]:
+        return sorted(k for k in self._index if k.isidentifier())
+
+    def __eq__(self, other: Any) -> bool:
+        return dict(iter(self)) == other
+
+    def __repr__(self) -> str:
+        return repr(dict(iter(self)))
+
+    __str__ = __repr__
+
+    def _reset(self) -> None:
+        for p in self._pars:
+            p.value = None
+
+    def _update(self, values: Any, skip_foreign: bool = False) -> None:
+        """Sets several values from a mapping, a ParameterList or pairs.
+        With skip_foreign, full names of other recipes or of esorex itself
+        (as an esorex .rc file holds them) are passed over."""
+        if isinstance(values, ParameterList):
+            items = [(p.fullname, p.value) for p in values]
+        elif isinstance(values, Mapping):
+            items = list(values.items())
+        else:
+            items = list(values)
+        for key, value in items:
+            if skip_foreign and key not in self and (
+                    key.startswith('esorex.') or '.' in key):
+                continue
+            self[key] = value
+
+    def _values(self) -> dict[str, Parameter]:
+        return {p.fullname: p for p in self._pars}
+
+    def _doc(self) -> str:
+        if not self._pars:
+            return 'No parameters'
+        width = max(len(p.name) for p in self._pars)
+        return ''.join(
+            textwrap.fill(p.__doc__, subsequent_indent=' ' * (width + 3),
+                          initial_indent=' %s: ' % p.name.rjust(width)) + '\n'
+            for p in self._pars)

@@ -1,0 +1,277 @@
+"""What a recipe call gives back: its products, or the reason it has none."""
+from __future__ import annotations
+
+import collections
+import io
+import logging
+import re
+import signal as _signal
+from typing import Any, Iterator
+
+from astropy.io import fits
+
+
+class Stat:
+    """Resource use of one run.
+
+    ``return_code`` is the recipe's return value; ``user_time`` and
+    ``sys_time`` the CPU seconds of the recipe process and its children;
+    ``memory_is_empty`` whether CPL's memory check found everything freed
+    (None unless :attr:`cpl.Recipe.memory_mode` enables the check);
+    ``wall_time`` seconds from start to end; ``max_rss_mb`` peak resident
+    memory of the recipe process."""
+
+    def __init__(self, return_code: int, user_time: float, sys_time: float,
+                 memory_is_empty: bool | None, wall_time: float = 0.0,
+                 max_rss_mb: float = 0.0) -> None:
+        self.return_code = return_code
+        self.user_time = user_time
+        self.sys_time = sys_time
+        self.memory_is_empty = memory_is_empty
+        self.wall_time = wall_time
+        self.max_rss_mb = max_rss_mb
+        # glibc's mtrace is not supported (see doc/differences.rst).
+        self.mtrace = None
+
+    def __repr__(self) -> str:
+        return ('Stat(return_code=%r, user_time=%.3f, sys_time=%.3f, '
+                'wall_time=%.3f, max_rss_mb=%.1f)'
+                % (self.return_code, self.user_time, self.sys_time,
+                   self.wall_time, self.max_rss_mb))
+
+
+class CplError(Exception):
+    """The recipe returned an error.
+
+    Attributes: ``code`` (CPL error code), ``msg``, ``file``, ``line``,
+    ``function`` of the first error; ``next_error``, the next one of the
+    chain or None (iterating the exception walks the chain); ``retval``,
+    the recipe's return value; ``log``, the run's :class:`cpl.logger.LogList`;
+    ``recipe``; ``log_file`` and ``workdir``, where the run's full log and
+    files were kept for inspection."""
+
+    def __init__(self, retval: int, errors: list, log: Any = None,
+                 recipe: str | None = None, log_file: str | None = None,
+                 workdir: str | None = None) -> None:
+        self.retval = retval
+        self.log = log
+        self.recipe = recipe
+        self.log_file = log_file
+        self.workdir = workdir
+        self.next_error = None
+        if errors:
+            first = errors[0]
+            self.code = first.get('code')
+            self.msg = first.get('message')
+            self.file = first.get('file')
+            self.line = first.get('line')
+            self.function = first.get('function')
+            if len(errors) > 1:
+                self.next_error = CplError(retval, errors[1:], log, recipe,
+                                           log_file, workdir)
+        else:
+            self.code = self.msg = self.file = self.line = self.function = None
+        super().__init__(str(self))
+
+    def __iter__(self) -> Iterator['CplError']:
+        error = self
+        while error is not None:
+            yield error
+            error = error.next_error
+
+    def _describe(self) -> str:
+        if self.code is None:
+            return 'unspecified error (return value %s)' % self.retval
+        return '%s (%s) in %s() (%s:%s)' % (self.msg, self.code,
+                                            self.function, self.file,
+                                            self.line)
+
+    def __str__(self) -> str:
+        text = self._describe()
+        for e in self:
+            if e is not self:
+                text += '\n    ' + e._describe()
+        where = []
+        if self.recipe:
+            where.append('recipe %s' % self.recipe)
+        if self.log_file:
+            where.append('log %s' % self.log_file)
+        if where:
+            text += '\n    (' + '; '.join(where) + ')'
+        return text
+
+    def __reduce__(self):
+        errors = [{'code': e.code, 'message': e.msg, 'file': e.file,
+                   'line': e.line, 'function': e.function} for e in self
+                  if e.code is not None]
+        return (CplError, (self.retval, errors, None, self.recipe,
+                           self.log_file, self.workdir))
+
+
+class RecipeCrash(Exception):
+    """The recipe process died without finishing: a signal (segmentation
+    fault, abort, SIGKILL from outside or the OOM killer), ``exit()`` called
+    inside the recipe, or the runner itself failing.
+
+    Attributes: ``signal`` (number or None), ``exit_code`` (or None),
+    ``elements``, the stack frames of the gdb backtrace (most recent last)
+    as ``StackElement(filename, line, func, params, localvars)``, ``lines``,
+    the raw backtrace, ``recipe``, ``log_file`` and ``workdir``."""
+
+    StackElement = collections.namedtuple(
+        'StackElement', 'filename line func params localvars')
+
+    def __init__(self, reason: str, signal: int | None = None,
+                 exit_code: int | None = None, backtrace: str = '',
+                 recipe: str | None = None, log_file: str | None = None,
+                 workdir: str | None = None) -> None:
+        self.reason = reason
+        self.signal = signal
+        self.exit_code = exit_code
+        self.recipe = recipe
+        self.log_file = log_file
+        self.workdir = workdir
+        self.lines = backtrace.splitlines(keepends=True)
+        self.elements = _parse_gdb_backtrace(self.lines)
+        super().__init__(str(self))
+
+    @property
+    def signal_name(self) -> str | None:
+        return signal_name(self.signal) if self.signal else None
+
+    def __str__(self) -> str:
+        text = self.reason
+        if self.elements:
+            text += '\nRecipe traceback (most recent call last):'
+            for e in self.elements:
+                text += '\n  File "%s", %sin %s' % (
+                    e.filename, 'line %s, ' % e.line if e.line else '',
+                    e.func)
+        where = []
+        if self.recipe:
+            where.append('recipe %s' % self.recipe)
+        if self.log_file:
+            where.append('log %s' % self.log_file)
+        if self.workdir:
+            where.append('files kept in %s' % self.workdir)
+        if where:
+            text += '\n    (' + '; '.join(where) + ')'
+        return text
+
+    def log(self, logger: logging.Logger) -> None:
+        """Writes the crash and its traceback to logger, as errors."""
+        for line in str(self).splitlines():
+            logger.error('%s', line)
+
+    def __reduce__(self):
+        return (RecipeCrash, (self.reason, self.signal, self.exit_code,
+                              ''.join(self.lines), self.recipe,
+                              self.log_file, self.workdir))
+
+
+class RecipeTimeout(RecipeCrash, TimeoutError):
+    """The run took longer than its ``timeout`` and was killed, with every
+    process it had started."""
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return _signal.Signals(signum).name
+    except ValueError:
+        return 'signal %d' % signum
+
+
+_GDB_FRAME = re.compile(
+    r'#\d+\s+(?:0x[0-9a-f]+ in )?(\S+) \((.*?)\)(?: at (\S+?):(\d+)'
+    r'| from (\S+))?\s*$')
+
+
+def _parse_gdb_backtrace(lines: list[str]) -> list:
+    """The frames of a gdb ``bt`` listing, outermost first, without those
+    of our crash handler."""
+    elements = []
+    for line in lines:
+        if 'signal handler called' in line:
+            elements = []       # what came before was the crash handler
+            continue
+        m = _GDB_FRAME.match(line.strip())
+        if m is None:
+            continue
+        func, args, src, lineno, lib = m.groups()
+        params = {}
+        for arg in args.split(', '):
+            if '=' in arg:
+                k, v = arg.split('=', 1)
+                params[k.strip()] = v.strip()
+        elements.append(RecipeCrash.StackElement(
+            src or lib or '??', int(lineno) if lineno else None, func,
+            params, {}))
+    elements.reverse()
+    return elements
+
+
+class Result:
+    """The products of a successful run, one attribute per product tag.
+
+    A tag's value is an :class:`astropy.io.fits.HDUList` (or, when the call
+    had an ``output_dir``, the product's path), or a list of them when the
+    recipe made several, or when the raw input was given as a list with one
+    product per input.  Also: ``tags``, ``log`` (a
+    :class:`cpl.logger.LogList`), ``stat`` (:class:`Stat`), ``error`` (a
+    :class:`CplError` for errors the recipe reported but survived, or
+    None), ``dir`` (where the products are, None when in memory)."""
+
+    def __init__(self, products: dict, log: Any, stat: Stat,
+                 error: CplError | None = None,
+                 directory: str | None = None) -> None:
+        self.tags = set(products)
+        self.__dict__.update(products)
+        self.log = log
+        self.stat = stat
+        self.error = error
+        self.dir = directory
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.tags:
+            return self.__dict__[key]
+        raise KeyError(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.tags
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    def __iter__(self):
+        return iter((key, self.__dict__[key]) for key in self.tags)
+
+    def __repr__(self) -> str:
+        return 'Result(%s)' % ', '.join(sorted(self.tags))
+
+    def __reduce__(self):
+        # Paths travel as they are; products in memory as FITS bytes.
+        products = {tag: _to_portable(self.__dict__[tag]) for tag in self.tags}
+        return (_restore_result, (products, self.stat, self.error, self.dir))
+
+
+def _to_portable(value):
+    if isinstance(value, fits.HDUList):
+        buf = io.BytesIO()
+        value.writeto(buf)
+        return ('fits', buf.getvalue())
+    if isinstance(value, list):
+        return [_to_portable(v) for v in value]
+    return value
+
+
+def _from_portable(value):
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == 'fits':
+        return fits.HDUList.fromstring(value[1])
+    if isinstance(value, list):
+        return [_from_portable(v) for v in value]
+    return value
+
+
+def _restore_result(products, stat, error, directory):
+    return Result({tag: _from_portable(v) for tag, v in products.items()},
+                  None, stat, error, directory)

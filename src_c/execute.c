@@ -1,0 +1,286 @@
+/* One recipe run, inside the process the server forked for it. */
+#include "runner.h"
+#include "json_out.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_ERRORS 64
+
+typedef struct {
+    int code;
+    char *message;
+    char *function;
+    char *file;
+    unsigned line;
+} error_entry;
+
+static error_entry errors[MAX_ERRORS];
+static int error_count = 0;
+
+typedef struct {
+    char *tag;
+    char *file;
+} product_entry;
+
+static product_entry *products = NULL;
+static cpl_size product_count = 0;
+
+static char *dup_or_null(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+/* cpl_errorstate_dump() makes each recorded error current in turn. */
+static void collect_error(unsigned self, unsigned first, unsigned last)
+{
+    (void)first;
+    (void)last;
+    if (self == 0 || error_count == MAX_ERRORS) {
+        return;
+    }
+    error_entry *e = &errors[error_count++];
+    e->code = (int)cpl_error_get_code();
+    e->message = dup_or_null(cpl_error_get_message());
+    e->function = dup_or_null(cpl_error_get_function());
+    e->file = dup_or_null(cpl_error_get_file());
+    e->line = cpl_error_get_line();
+}
+
+static cpl_msg_severity severity(const char *level)
+{
+    if (level == NULL || strcmp(level, "debug") == 0) return CPL_MSG_DEBUG;
+    if (strcmp(level, "info") == 0)    return CPL_MSG_INFO;
+    if (strcmp(level, "warning") == 0) return CPL_MSG_WARNING;
+    if (strcmp(level, "error") == 0)   return CPL_MSG_ERROR;
+    return CPL_MSG_OFF;
+}
+
+/* Sets one parameter from "name=value"; returns an error text or NULL. */
+static const char *set_parameter(cpl_parameterlist *params, const char *item,
+                                 char *err, size_t err_len)
+{
+    const char *eq = strchr(item, '=');
+    if (eq == NULL) {
+        snprintf(err, err_len, "malformed parameter item '%s'", item);
+        return err;
+    }
+    char name[1024];
+    snprintf(name, sizeof name, "%.*s", (int)(eq - item), item);
+    const char *value = eq + 1;
+    cpl_parameter *p = cpl_parameterlist_find(params, name);
+    if (p == NULL) {
+        snprintf(err, err_len, "unknown parameter '%s'", name);
+        return err;
+    }
+    char *end = NULL;
+    cpl_error_code code = CPL_ERROR_NONE;
+    errno = 0;
+    switch (cpl_parameter_get_type(p)) {
+    case CPL_TYPE_BOOL:
+        code = cpl_parameter_set_bool(p, strcmp(value, "true") == 0);
+        end = (char *)value + strlen(value);
+        break;
+    case CPL_TYPE_INT: {
+        long v = strtol(value, &end, 10);
+        code = cpl_parameter_set_int(p, (int)v);
+        break;
+    }
+    case CPL_TYPE_DOUBLE:
+        code = cpl_parameter_set_double(p, strtod(value, &end));
+        break;
+    case CPL_TYPE_STRING:
+        code = cpl_parameter_set_string(p, value);
+        end = (char *)value + strlen(value);
+        break;
+    default:
+        snprintf(err, err_len, "parameter '%s' has an unsupported type", name);
+        return err;
+    }
+    if (errno != 0 || end == value || *end != '\0' || code != CPL_ERROR_NONE) {
+        snprintf(err, err_len, "parameter '%s' refuses value '%s'%s%s", name,
+                 value, code != CPL_ERROR_NONE ? ": " : "",
+                 code != CPL_ERROR_NONE ? cpl_error_get_message() : "");
+        return err;
+    }
+    return NULL;
+}
+
+static const char *add_frame(cpl_frameset *frames, const char *item,
+                             char *err, size_t err_len)
+{
+    const char *eq = strchr(item, '=');
+    if (eq == NULL) {
+        snprintf(err, err_len, "malformed frame item '%s'", item);
+        return err;
+    }
+    char tag[1024];
+    snprintf(tag, sizeof tag, "%.*s", (int)(eq - item), item);
+    cpl_frame *frame = cpl_frame_new();
+    cpl_frame_set_filename(frame, eq + 1);
+    cpl_frame_set_tag(frame, tag);
+    cpl_frameset_insert(frames, frame);
+    return NULL;
+}
+
+/* Copied out of the frame set, which must be freed before CPL can tell
+ * whether the recipe left memory allocated. */
+static void collect_products(const cpl_frameset *frames)
+{
+    cpl_size n = cpl_frameset_get_size(frames);
+    products = calloc((size_t)n + 1, sizeof *products);
+    for (cpl_size i = 0; i < n; i++) {
+        const cpl_frame *f = cpl_frameset_get_position_const(frames, i);
+        if (cpl_frame_get_group(f) == CPL_FRAME_GROUP_PRODUCT) {
+            products[product_count].tag = dup_or_null(cpl_frame_get_tag(f));
+            products[product_count].file = dup_or_null(cpl_frame_get_filename(f));
+            product_count++;
+        }
+    }
+}
+
+static void write_result(int return_code, const char *setup_error,
+                         int memory_is_empty)
+{
+    FILE *out = fopen(CPLRUN_RESULT_FILE ".part", "w");
+    if (out == NULL) {
+        return;
+    }
+    json_writer w;
+    json_init(&w, out);
+    json_begin_object(&w);
+    json_key(&w, "return_code");
+    json_int(&w, return_code);
+    json_key(&w, "setup_error");
+    json_string(&w, setup_error);
+    json_key(&w, "memory_is_empty");
+    json_int(&w, memory_is_empty);
+    json_key(&w, "errors");
+    json_begin_array(&w);
+    for (int i = 0; i < error_count; i++) {
+        json_begin_object(&w);
+        json_key(&w, "code");
+        json_int(&w, errors[i].code);
+        json_key(&w, "message");
+        json_string(&w, errors[i].message);
+        json_key(&w, "function");
+        json_string(&w, errors[i].function);
+        json_key(&w, "file");
+        json_string(&w, errors[i].file);
+        json_key(&w, "line");
+        json_int(&w, errors[i].line);
+        json_end_object(&w);
+    }
+    json_end_array(&w);
+    json_key(&w, "products");
+    json_begin_array(&w);
+    for (cpl_size i = 0; i < product_count; i++) {
+        json_begin_object(&w);
+        json_key(&w, "tag");
+        json_string(&w, products[i].tag);
+        json_key(&w, "file");
+        json_string(&w, products[i].file);
+        json_end_object(&w);
+    }
+    json_end_array(&w);
+    json_end_object(&w);
+    fputc('\n', out);
+    /* The rename makes the result appear whole or not at all: a process
+     * that dies while writing leaves no result, hence a crash report. */
+    if (fclose(out) == 0) {
+        rename(CPLRUN_RESULT_FILE ".part", CPLRUN_RESULT_FILE);
+    }
+}
+
+static void redirect_output(void)
+{
+    int devnull = open("/dev/null", O_RDONLY);
+    int out = open(CPLRUN_OUTPUT_FILE, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (devnull >= 0) {
+        dup2(devnull, STDIN_FILENO);
+        close(devnull);
+    }
+    if (out >= 0) {
+        dup2(out, STDOUT_FILENO);
+        dup2(out, STDERR_FILENO);
+        close(out);
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+void execute_run(const request *req, loaded_plugin *lib, const char *gdb)
+{
+    const char *workdir = request_get(req, "workdir");
+    if (workdir == NULL || chdir(workdir) != 0) {
+        _exit(120);
+    }
+    redirect_output();
+    /* glibc reports heap corruption on the terminal unless told not to;
+     * it belongs in this run's output. */
+    setenv("LIBC_FATAL_STDERR_", "1", 1);
+
+    cpl_msg_set_log_name(CPLRUN_LOG_FILE);
+    cpl_msg_set_log_level(severity(request_get(req, "loglevel")));
+    cpl_msg_set_level(CPL_MSG_OFF);
+    crash_handlers_install(gdb);
+
+    char err[4096];
+    const char *setup_error = NULL;
+    const char *name = request_get(req, "recipe");
+    cpl_plugin *plugin = name != NULL ? plugin_find_recipe(lib, name) : NULL;
+    if (plugin == NULL) {
+        snprintf(err, sizeof err, "no recipe '%s' in %s", name ? name : "",
+                 lib->path);
+        write_result(-1, err, -1);
+        _exit(0);
+    }
+    cpl_recipe *recipe = (cpl_recipe *)plugin;
+    cpl_plugin_func init = cpl_plugin_get_init(plugin);
+    if (init == NULL || init(plugin) != 0) {
+        snprintf(err, sizeof err, "recipe '%s' failed to initialise", name);
+        write_result(-1, err, -1);
+        _exit(0);
+    }
+    recipe->frames = cpl_frameset_new();
+    for (int i = 0; i < req->count && setup_error == NULL; i++) {
+        const request_field *f = &req->fields[i];
+        if (strcmp(f->key, "param") == 0) {
+            setup_error = set_parameter(recipe->parameters, f->value, err,
+                                        sizeof err);
+        } else if (strcmp(f->key, "frame") == 0) {
+            setup_error = add_frame(recipe->frames, f->value, err, sizeof err);
+        }
+    }
+    if (setup_error != NULL) {
+        write_result(-1, setup_error, -1);
+        _exit(0);
+    }
+
+    cpl_errorstate before = cpl_errorstate_get();
+    int return_code = cpl_plugin_get_exec(plugin)(plugin);
+    if (!cpl_errorstate_is_equal(before)) {
+        cpl_errorstate_dump(before, CPL_FALSE, collect_error);
+    }
+    collect_products(recipe->frames);
+    cpl_frameset_delete(recipe->frames);
+    recipe->frames = NULL;
+    cpl_plugin_func deinit = cpl_plugin_get_deinit(plugin);
+    if (deinit != NULL) {
+        deinit(plugin);
+    }
+    int memory_is_empty = cpl_memory_is_empty();
+    const char *dump = request_get(req, "memory_dump");
+    if (dump != NULL && (strcmp(dump, "2") == 0
+                         || (strcmp(dump, "1") == 0 && memory_is_empty == 0))) {
+        cpl_memory_dump();
+    }
+    write_result(return_code, NULL, memory_is_empty);
+    fflush(stdout);
+    cpl_msg_stop_log();
+    _exit(0);
+}

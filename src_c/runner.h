@@ -1,0 +1,33 @@
+/* cplrun-runner: the program that loads CPL recipe libraries and runs
+ * recipes on behalf of the Python package, so that the Python interpreter
+ * itself never loads a recipe, never initialises OpenMP and is never
+ * forked.
+ *
+ *   cplrun-runner describe FILE...   JSON description of the recipes
+ *   cplrun-runner serve              fork server: reads run requests on
+ *                                    stdin, answers with JSON lines
+ */
+#ifndef CPLRUN_RUNNER_H
+#define CPLRUN_RUNNER_H
+
+#include "plugin.h"
+#include "request.h"
+
+/* Names of the runner's own files inside a run's work folder. */
+#define CPLRUN_LOG_FILE       ".cplrun-log"
+#define CPLRUN_OUTPUT_FILE    ".cplrun-output"
+#define CPLRUN_RESULT_FILE    ".cplrun-result.json"
+#define CPLRUN_BACKTRACE_FILE ".cplrun-backtrace"
+
+int describe_main(int argc, char **argv);
+int serve_main(void);
+
+/* Runs the recipe described by req in the current (freshly forked)
+ * process and terminates it; never returns. */
+void execute_run(const request *req, loaded_plugin *lib, const char *gdb);
+
+/* Installs handlers that write CPLRUN_BACKTRACE_FILE (with gdb when gdb is
+ * not NULL) and then die of the same signal. */
+void crash_handlers_install(const char *gdb);
+
+#endif
