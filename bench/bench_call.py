@@ -8,6 +8,9 @@ The recipe is the project's ``rtest_copy`` test recipe: one small FITS file
 in, one product out, read back as an HDUList (for esorex: the command
 only).  Prints medians and the ratios to python-cpl; with ``--memory N``
 also the parent's RSS over N calls, and the warm ``Recipe(name)`` time.
+``--ballast-mb M`` makes both Python parents hold M MB of arrays first, as
+an interactive session with data loaded does: a fork copies the parent's
+page tables, a fork server's does not grow with it.
 """
 from __future__ import annotations
 
@@ -28,7 +31,9 @@ import build as test_recipes  # noqa: E402  (tests/recipes/build.py)
 
 PYTHON_CPL = r'''
 import json, sys, time
+import numpy
 import cpl
+ballast = numpy.ones(int(sys.argv[5]) * 2**20 // 8)
 cpl.Recipe.path = [sys.argv[1]]
 r = cpl.Recipe('rtest_copy')
 r.temp_dir = sys.argv[3]
@@ -63,12 +68,13 @@ def bench_cplrun(libdir: str, raw: str, calls: int) -> list[float]:
     return times[5:]
 
 
-def bench_python_cpl(libdir: str, raw: str, calls: int, tmp: str
-                     ) -> list[float] | None:
+def bench_python_cpl(libdir: str, raw: str, calls: int, tmp: str,
+                     ballast_mb: int) -> list[float] | None:
     if not os.path.exists('/usr/lib/python3/dist-packages/cpl'):
         return None
     out = subprocess.run(['/usr/bin/python3', '-c', PYTHON_CPL, libdir,
-                          str(calls), tmp, raw], capture_output=True,
+                          str(calls), tmp, raw, str(ballast_mb)],
+                         capture_output=True,
                          text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -106,7 +112,11 @@ def main() -> None:
                         help='alternating rounds of each tool')
     parser.add_argument('--memory', type=int, default=0, metavar='N',
                         help='also measure parent RSS over N calls')
+    parser.add_argument('--ballast-mb', type=int, default=0, metavar='M',
+                        help='parents hold M MB of arrays while calling')
     args = parser.parse_args()
+    import numpy
+    ballast = numpy.ones(args.ballast_mb * 2**20 // 8)  # noqa: F841
     tmp = tempfile.mkdtemp(prefix='cplrun-bench-')
     try:
         libdir = os.path.dirname(test_recipes.build(os.path.join(tmp, 'lib')))
@@ -115,13 +125,15 @@ def main() -> None:
                                            'esorex': []}
         for _ in range(args.rounds):
             samples['cplrun'] += bench_cplrun(libdir, raw, args.calls)
-            pc = bench_python_cpl(libdir, raw, args.calls, tmp)
+            pc = bench_python_cpl(libdir, raw, args.calls, tmp,
+                                  args.ballast_mb)
             samples['python-cpl'] += pc or []
             ex = bench_esorex(libdir, raw, max(20, args.calls // 10), tmp)
             samples['esorex'] += ex or []
         medians = {k: statistics.median(v) for k, v in samples.items() if v}
-        print('per-call time of rtest_copy (file in, HDUList out), '
-              'median of %s calls:' % {k: len(v) for k, v in samples.items()})
+        print('per-call time of rtest_copy (file in, HDUList out), parents '
+              'holding %d MB, median of %s calls:'
+              % (args.ballast_mb, {k: len(v) for k, v in samples.items()}))
         anchor = medians.get('python-cpl')
         for name, m in medians.items():
             q1, _, q3 = statistics.quantiles(samples[name], n=4)

@@ -73,9 +73,27 @@ def _make_workdir(spec: RunSpec) -> str:
     if base is None and spec.output_dir is not None:
         # Next to the destination, so that products move by rename.
         base = os.path.join(spec.output_dir, '.cplrun-work')
-    if base is not None:
+    if base is None:
+        return tempfile.mkdtemp(prefix=spec.recipe + '-')
+    for _attempt in range(10):
         os.makedirs(base, exist_ok=True)
-    return tempfile.mkdtemp(prefix=spec.recipe + '-', dir=base)
+        try:
+            return tempfile.mkdtemp(prefix=spec.recipe + '-', dir=base)
+        except FileNotFoundError:
+            continue        # another run just removed the empty base
+    raise OSError('cannot create a work folder in %s' % base)
+
+
+def _remove_workdir(workdir: str) -> None:
+    """Removes a run's folder, and the shared parent made for run folders
+    when it is left empty."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    parent = os.path.dirname(workdir)
+    if os.path.basename(parent) == '.cplrun-work':
+        try:
+            os.rmdir(parent)
+        except OSError:
+            pass            # other runs still work there
 
 
 def _write_hdulist(hdulist: fits.HDUList, tag: str, workdir: str) -> str:
@@ -141,7 +159,7 @@ def execute(spec: RunSpec, control: RunControl | None = None) -> Result:
         server = _runner.pool.get(spec.env)
         handle = server.submit(fields)
     except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
+        _remove_workdir(workdir)
         raise
     started = time.monotonic()
     log = LogReader(os.path.join(workdir, LOG_FILE), spec.logname,
@@ -168,7 +186,8 @@ def _add_output_lines(log: LogReader, path: str) -> None:
         return
     logger = logging.getLogger(log.logname + '.output')
     for line in text.splitlines():
-        record = logging.LogRecord(logger.name, logging.INFO, None, None,
+        # lineno 0, not None: formats with %(lineno)d (pytest's) need one.
+        record = logging.LogRecord(logger.name, logging.INFO, None, 0,
                                    line, None, None, 'output')
         record.threadid = None
         log.entries.append(record)
@@ -196,7 +215,7 @@ def _outcome(spec: RunSpec, workdir: str, handle: _runner.RunHandle,
     sig = exit_event.get('signal')
     code = exit_event.get('exit_code')
     if reason == 'cancelled':
-        shutil.rmtree(workdir, ignore_errors=True)
+        _remove_workdir(workdir)
         raise Cancelled()
     if reason == 'timeout':
         raise RecipeTimeout('recipe %s timed out after %g s and was killed'
@@ -229,7 +248,7 @@ def _outcome(spec: RunSpec, workdir: str, handle: _runner.RunHandle,
     stat = Stat(retval, exit_event.get('utime', 0.0), exit_event.get('stime', 0.0),
                 memory, wall, exit_event.get('maxrss_kb', 0) / 1024.0)
     products = _collect_products(spec, workdir, result['products'])
-    shutil.rmtree(workdir, ignore_errors=True)
+    _remove_workdir(workdir)
     error = CplError(retval, errors, log.entries, spec.recipe) if errors else None
     return Result(products, log.entries, stat, error, spec.output_dir)
 
@@ -256,21 +275,18 @@ def _product_path(workdir: str, name: str, recipe: str) -> str:
 def _collect_products(spec: RunSpec, workdir: str, reported: list) -> dict:
     files = [(p['tag'], _product_path(workdir, p['file'], spec.recipe))
              for p in reported]
-    products: dict[str, Any] = {}
+    grouped: dict[str, list] = {}
     for tag, path in files:
         if spec.output_dir is None:
             with open(path, 'rb') as f:
                 value = fits.HDUList.fromstring(f.read())
         else:
             value = move_no_clobber(path, spec.output_dir, spec.logname)
-        if tag not in products:
-            # python-cpl's rule: a one-element raw list gives list products.
-            products[tag] = [value] if spec.input_len == 1 else value
-        elif isinstance(products[tag], list):
-            products[tag].append(value)
-        else:
-            products[tag] = [products[tag], value]
-    return products
+        grouped.setdefault(tag, []).append(value)
+    # python-cpl's rule: a one-element raw list gives list products.  (An
+    # HDUList is itself a list: never append products to one.)
+    return {tag: values if len(values) > 1 or spec.input_len == 1
+            else values[0] for tag, values in grouped.items()}
 
 
 def move_no_clobber(path: str, directory: str, logname: str) -> str:

@@ -23,7 +23,8 @@ def run_demo(directory: str, size: str = 'tiny', jobs: int | None = None
              ) -> int:
     start = time.monotonic()
     directory = os.path.abspath(directory)
-    instruments = synthetic.available_instruments()
+    instruments = [i for i in synthetic.available_instruments()
+                   if i in synthetic.DEFAULT_INSTRUMENTS]
     if not instruments:
         print('cplrun demo: no MUSE, UVES or NACO pipeline is installed '
               '(Debian: apt-get install cpl-plugin-muse cpl-plugin-uves '
@@ -48,6 +49,7 @@ def run_demo(directory: str, size: str = 'tiny', jobs: int | None = None
     finished = threading.Condition()
     pending = list(steps)
     running: dict[str, tuple] = {}
+    ended: dict[str, float] = {}
     while pending or running:
         with finished:
             for step in list(pending):
@@ -68,7 +70,8 @@ def run_demo(directory: str, size: str = 'tiny', jobs: int | None = None
                 thread = recipe(step.raw, tag=step.tag, param=step.params,
                                 calib=calib, threaded=True,
                                 output_dir=os.path.join(products_dir, step.name))
-                thread.add_done_callback(lambda _t: _notify(finished))
+                thread.add_done_callback(
+                    lambda _t, name=step.name: _finished(name, ended, finished))
                 running[step.name] = (thread, time.monotonic())
                 _say(start, '%-12s started  %s on %d frames'
                      % (step.name, step.recipe, len(step.raw)))
@@ -76,7 +79,7 @@ def run_demo(directory: str, size: str = 'tiny', jobs: int | None = None
                 if not thread.done():
                     continue
                 del running[name]
-                timings[name] = time.monotonic() - began
+                timings[name] = ended[name] - began
                 error = thread.exception()
                 if error is None:
                     results[name] = thread.result()
@@ -102,6 +105,7 @@ def run_demo(directory: str, size: str = 'tiny', jobs: int | None = None
     return 0 if not errors else 1
 
 
-def _notify(condition: threading.Condition) -> None:
+def _finished(name: str, ended: dict, condition: threading.Condition) -> None:
+    ended[name] = time.monotonic()
     with condition:
         condition.notify_all()

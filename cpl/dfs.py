@@ -22,6 +22,9 @@ def _header(source: Any) -> Any:
 
 
 def _typed(value: str) -> Any:
+    if isinstance(value, list):
+        # A name recorded more than once (UVES does that): each value.
+        return [_typed(v) for v in value]
     for convert in (int, float):
         try:
             return convert(value)

@@ -130,7 +130,8 @@ class LogReader:
         else:
             return
         name = '%s.%s' % (self.logname, func)
-        record = logging.LogRecord(name, lvl, None, None, msg, None, None,
+        # lineno 0, not None: formats with %(lineno)d (pytest's) need one.
+        record = logging.LogRecord(name, lvl, None, 0, msg, None, None,
                                    func)
         record.created = created
         record.msecs = 0.0

@@ -34,10 +34,15 @@ class Parameter:
         self.name: str = description.get('alias') or self.fullname
         self.context: str = description.get('context')
         self.type: type = _TYPES.get(description['type'], str)
+        # The runner writes a double that happens to be integral as "3":
+        # give float parameters float defaults, ranges and choices.
+        as_type = float if self.type is float else (lambda v: v)
         self.default = description['default']
-        self.range = tuple(description['range']) if description['range'] \
-            else None
-        self.sequence = list(description['choices']) \
+        if self.default is not None:
+            self.default = as_type(self.default)
+        self.range = tuple(as_type(v) for v in description['range']) \
+            if description['range'] else None
+        self.sequence = [as_type(v) for v in description['choices']] \
             if description['choices'] is not None else None
         self.enabled = tuple(description.get('enabled', (True, True, True)))
         self.recipe = recipe
@@ -174,8 +179,8 @@ class ParameterList:
         if found is not None:
             return found
         for p in self._pars:
-            if key in (p.fullname, p.name, self._prefix + key) \
-                    or _attribute_name(p.name) == self._prefix + key:
+            if key in (p.fullname, p.name) or self._prefix + key in (
+                    p.name, _attribute_name(p.name)):
                 return p
         known = [p.name for p in self._pars]
         close = difflib.get_close_matches(key, known, n=3)

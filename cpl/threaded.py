@@ -155,8 +155,13 @@ class RecipeThread(threading.Thread):
             if self._state == CANCELLED:
                 return True
             if self._state == RUNNING:
+                # Waits for the kill (a few tenths of a second; SIGKILL
+                # after TERMINATE_GRACE_SECONDS), so that, as on a Future,
+                # True means cancelled() and done() are true now.  A run
+                # that finished meanwhile keeps its result: False.
                 self._control.cancel_requested.set()
-                return True
+                self._condition.wait_for(self.done)
+                return self._state == CANCELLED
         self._settle(CANCELLED, None, None)
         return True
 

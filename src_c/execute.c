@@ -220,6 +220,12 @@ void execute_run(const request *req, loaded_plugin *lib, const char *gdb)
         _exit(120);
     }
     redirect_output();
+    /* With CPL's memory check on, what the server allocated before the
+     * fork must not count against the recipe: the run registers its
+     * library's recipes itself and frees them before the check (as esorex
+     * does).  Before the log is set up, so registration chatter stays out. */
+    cpl_pluginlist *own_recipes = cpl_memory_is_empty() != -1
+                                      ? plugin_fresh_list(lib) : NULL;
     /* glibc reports heap corruption on the terminal unless told not to;
      * it belongs in this run's output. */
     setenv("LIBC_FATAL_STDERR_", "1", 1);
@@ -272,6 +278,9 @@ void execute_run(const request *req, loaded_plugin *lib, const char *gdb)
     cpl_plugin_func deinit = cpl_plugin_get_deinit(plugin);
     if (deinit != NULL) {
         deinit(plugin);
+    }
+    if (own_recipes != NULL) {
+        cpl_pluginlist_delete(own_recipes);
     }
     int memory_is_empty = cpl_memory_is_empty();
     const char *dump = request_get(req, "memory_dump");

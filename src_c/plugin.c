@@ -41,19 +41,86 @@ loaded_plugin *plugin_load(const char *path, char *err, size_t err_len)
     return lib;
 }
 
-loaded_plugin *plugin_cache_get(const char *path, char *err, size_t err_len)
+static int same_file(const struct stat *a, const struct stat *b)
 {
-    for (loaded_plugin *lib = cache; lib != NULL; lib = lib->next) {
-        if (strcmp(lib->path, path) == 0) {
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino
+           && a->st_size == b->st_size
+           && a->st_mtim.tv_sec == b->st_mtim.tv_sec
+           && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* The new file behind a path whose old version is loaded.  dlopen() would
+ * hand back the old one for the same name, so the new one is opened under
+ * a name of its own, /proc/self/fd/N; the descriptor stays open so that N
+ * stays unique.  The old version is not unloaded (the library may have
+ * left pointers to itself in CPL or elsewhere), only forgotten. */
+static loaded_plugin *plugin_reload(const char *path, char *err,
+                                    size_t err_len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char name[64];
+        snprintf(name, sizeof name, "/proc/self/fd/%d", fd);
+        loaded_plugin *lib = plugin_load(name, err, err_len);
+        if (lib != NULL) {
+            free(lib->path);
+            lib->path = strdup(path);
             return lib;
         }
+        close(fd);
     }
-    loaded_plugin *lib = plugin_load(path, err, err_len);
+    return plugin_load(path, err, err_len);
+}
+
+loaded_plugin *plugin_cache_get(const char *path, char *err, size_t err_len)
+{
+    struct stat now;
+    int known = stat(path, &now) == 0;
+    int replaced = 0;
+    for (loaded_plugin **link = &cache; *link != NULL;
+         link = &(*link)->next) {
+        loaded_plugin *lib = *link;
+        if (strcmp(lib->path, path) != 0) {
+            continue;
+        }
+        if (!known || same_file(&lib->file, &now)) {
+            return lib;
+        }
+        *link = lib->next;
+        cpl_pluginlist_delete(lib->recipes);
+        free(lib->path);
+        free(lib);
+        replaced = 1;
+        break;
+    }
+    loaded_plugin *lib = replaced ? plugin_reload(path, err, err_len)
+                                  : plugin_load(path, err, err_len);
     if (lib != NULL) {
+        if (known) {
+            lib->file = now;
+        }
         lib->next = cache;
         cache = lib;
     }
     return lib;
+}
+
+cpl_pluginlist *plugin_fresh_list(loaded_plugin *lib)
+{
+    for (loaded_plugin *l = cache; l != NULL; l = l->next) {
+        cpl_pluginlist_delete(l->recipes);
+        l->recipes = NULL;
+    }
+    int (*get_info)(cpl_pluginlist *) =
+        (int (*)(cpl_pluginlist *))dlsym(lib->handle, "cpl_plugin_get_info");
+    cpl_pluginlist *list = cpl_pluginlist_new();
+    cpl_errorstate state = cpl_errorstate_get();
+    if (get_info != NULL) {
+        get_info(list);
+    }
+    cpl_errorstate_set(state);
+    lib->recipes = list;
+    return list;
 }
 
 cpl_plugin *plugin_find_recipe(loaded_plugin *lib, const char *name)

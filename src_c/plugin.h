@@ -3,12 +3,14 @@
 #define CPLRUN_PLUGIN_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 #include <cpl.h>
 
 typedef struct loaded_plugin {
     char *path;
     void *handle;
     cpl_pluginlist *recipes;
+    struct stat file;       /* the file as it was when loaded */
     struct loaded_plugin *next;
 } loaded_plugin;
 
@@ -17,8 +19,15 @@ typedef struct loaded_plugin {
 loaded_plugin *plugin_load(const char *path, char *err, size_t err_len);
 
 /* A loaded library by path, loading it on first use (the server keeps its
- * libraries for its whole life: forked runs then start without loading). */
+ * libraries for its whole life: forked runs then start without loading).
+ * A library replaced on disk since (rebuilt, upgraded) is loaded anew. */
 loaded_plugin *plugin_cache_get(const char *path, char *err, size_t err_len);
+
+/* In a forked run: frees the plugin lists of every cached library (made
+ * by the server before the fork, they would count as allocated memory for
+ * CPL's memory check) and registers lib's recipes afresh.  The run owns
+ * the new list and frees it with cpl_pluginlist_delete(). */
+cpl_pluginlist *plugin_fresh_list(loaded_plugin *lib);
 
 /* The recipe of that name, or NULL. */
 cpl_plugin *plugin_find_recipe(loaded_plugin *lib, const char *name);

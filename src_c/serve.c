@@ -275,6 +275,9 @@ int serve_main(void)
     sigaction(SIGCHLD, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Processes a recipe leaves behind become our children, so that the
+     * group kill after each run is followed by their reaping here. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     char *gdb = find_gdb();
     pid_t server = getpid();
     json_writer w;

@@ -1,0 +1,303 @@
+"""Fixtures of the cplrun test suite.
+
+* Every test runs with its own ``XDG_CACHE_HOME`` (the recipe index) and
+  its own temporary folder (``TMPDIR`` / :data:`tempfile.tempdir`, where
+  run folders go), made once per session, so that nothing depends on, or
+  litters, the user's cache and ``/tmp``; tests that look for leftover run
+  folders look in :func:`work_tmp`, which only this session writes.
+* ``recipe_dir``: the test recipe library (``tests/recipes``) compiled into
+  a temporary folder once per session; :attr:`cpl.Recipe.path` points at it
+  for every test (restored afterwards).
+* ``data_dir``: synthetic raw data and SOFs for the real pipelines, made by
+  ``make_data.py`` (``<repo>/../shared/data`` or ``$CPLRUN_SHARED_DATA``).
+* ``raw`` & co: small FITS files for the test recipes.
+* A watchdog fails a test that hangs instead of hanging the suite.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+def _load_recipe_build():
+    # tests/recipes/build.py, under a name no installed package has
+    spec = importlib.util.spec_from_file_location(
+        'cplrun_recipe_build', os.path.join(HERE, 'recipes', 'build.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+recipe_build = _load_recipe_build()
+
+#: Seconds after which a test counts as hung (the whole suite takes < 1 min).
+TEST_WATCHDOG_SECONDS = 120
+
+# Before cpl is used at all: a private cache and temporary folder.
+_SESSION_TOP = tempfile.mkdtemp(prefix='cplrun-tests-')
+_SAVED_ENV = {k: os.environ.get(k) for k in ('XDG_CACHE_HOME', 'TMPDIR')}
+os.environ['XDG_CACHE_HOME'] = os.path.join(_SESSION_TOP, 'cache')
+os.environ['TMPDIR'] = os.path.join(_SESSION_TOP, 'tmp')
+os.makedirs(os.environ['XDG_CACHE_HOME'])
+os.makedirs(os.environ['TMPDIR'])
+_SAVED_TEMPDIR = tempfile.tempdir
+tempfile.tempdir = os.environ['TMPDIR']
+
+import cpl  # noqa: E402
+from cpl import _runner  # noqa: E402
+
+SYSTEM_PATH = cpl.Recipe.path
+
+
+def pytest_unconfigure(config):
+    _runner.pool.close()
+    tempfile.tempdir = _SAVED_TEMPDIR
+    for key, value in _SAVED_ENV.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if os.environ.get('CPLRUN_KEEP_TEST_TMP'):
+        sys.stderr.write('\ntest files kept in %s\n' % _SESSION_TOP)
+    else:
+        shutil.rmtree(_SESSION_TOP, ignore_errors=True)
+
+
+# --- watchdog ---------------------------------------------------------------
+class TestHung(Exception):
+    """A test ran longer than TEST_WATCHDOG_SECONDS."""
+
+
+@pytest.fixture(autouse=True)
+def _watchdog():
+    def on_alarm(signum, frame):
+        raise TestHung('test still running after %d s'
+                       % TEST_WATCHDOG_SECONDS)
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(TEST_WATCHDOG_SECONDS)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+# --- the test recipes -------------------------------------------------------
+@pytest.fixture(scope='session')
+def recipe_dir():
+    """Folder holding only the compiled test recipe library."""
+    outdir = os.path.join(_SESSION_TOP, 'recipes')
+    try:
+        recipe_build.build(outdir)
+    except recipe_build.BuildError as exc:
+        pytest.fail('cannot build the test recipes: %s' % exc)
+    return outdir
+
+
+@pytest.fixture(scope='session')
+def recipe_lib(recipe_dir):
+    return os.path.join(recipe_dir, recipe_build.LIBNAME)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _session_recipe_path(recipe_dir):
+    saved = cpl.Recipe.path
+    cpl.Recipe.path = [recipe_dir]
+    yield
+    cpl.Recipe.path = saved
+
+
+@pytest.fixture(autouse=True)
+def _recipe_path(recipe_dir):
+    """Each test starts with the test recipes as the only path, default
+    process-wide settings, and leaves them so."""
+    cpl.Recipe.path = [recipe_dir]
+    cpl.Recipe.memory_mode = 0
+    yield
+    cpl.Recipe.path = [recipe_dir]
+    cpl.Recipe.memory_mode = 0
+    cpl.Recipe.set_maxthreads(65536)
+
+
+@pytest.fixture
+def system_path():
+    """The installed pipelines' folders as the recipe path."""
+    cpl.Recipe.path = SYSTEM_PATH
+    return SYSTEM_PATH
+
+
+# --- temporary folders --------------------------------------------------------
+@pytest.fixture
+def work_tmp():
+    """The temporary folder run folders go to (private to this session)."""
+    return tempfile.gettempdir()
+
+
+def run_dirs(folder, prefix='rtest_'):
+    """Run folders (``<recipe>-XXXX``) in folder."""
+    try:
+        return sorted(n for n in os.listdir(folder) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+@pytest.fixture
+def no_new_run_dirs(work_tmp):
+    """Fails the test if it leaves run folders behind in the temporary
+    folder."""
+    before = set(run_dirs(work_tmp))
+    yield
+    left = set(run_dirs(work_tmp)) - before
+    assert not left, 'run folders left behind: %s' % sorted(left)
+
+
+def remove_run_dir(exc):
+    """Cleans up after a test that checked a kept run folder."""
+    workdir = getattr(exc, 'workdir', None)
+    if workdir and os.path.realpath(workdir).startswith(
+            os.path.realpath(_SESSION_TOP) + os.sep):
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- FITS inputs ----------------------------------------------------------------
+def write_image(path, data, **header):
+    hdu = fits.PrimaryHDU(np.asarray(data))
+    for key, value in header.items():
+        hdu.header[key] = value
+    hdu.writeto(path, overwrite=True)
+    return str(path)
+
+
+@pytest.fixture(scope='session')
+def fits_dir():
+    folder = os.path.join(_SESSION_TOP, 'fits')
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope='session')
+def raw(fits_dir):
+    """A 4x4 float32 image (0..15), OBJECT='raw1'."""
+    return write_image(os.path.join(fits_dir, 'raw1.fits'),
+                       np.arange(16, dtype=np.float32).reshape(4, 4),
+                       OBJECT='raw1')
+
+
+@pytest.fixture(scope='session')
+def raw2(fits_dir):
+    """A 3x5 float32 image (100..114), OBJECT='raw2'."""
+    return write_image(os.path.join(fits_dir, 'raw2.fits'),
+                       100 + np.arange(15, dtype=np.float32).reshape(3, 5),
+                       OBJECT='raw2')
+
+
+@pytest.fixture(scope='session')
+def calib_file(fits_dir):
+    return write_image(os.path.join(fits_dir, 'calib.fits'),
+                       np.ones((2, 2), dtype=np.float32), OBJECT='calib')
+
+
+@pytest.fixture(scope='session')
+def raw_images(fits_dir):
+    """Eight distinct small images: image i is filled with i."""
+    return [write_image(os.path.join(fits_dir, 'img%d.fits' % i),
+                        np.full((3, 3), float(i), dtype=np.float32),
+                        OBJECT='img%d' % i) for i in range(8)]
+
+
+# --- real pipelines' data --------------------------------------------------------
+def make_data_script():
+    candidates = []
+    if os.environ.get('CPLRUN_SHARED_DATA'):
+        candidates.append(os.environ['CPLRUN_SHARED_DATA'])
+    candidates.append(os.path.join(REPO, '..', 'shared', 'data'))
+    for folder in candidates:
+        script = os.path.join(folder, 'make_data.py')
+        if os.path.isfile(script):
+            return os.path.abspath(script)
+    return None
+
+
+@pytest.fixture(scope='session')
+def data_dir():
+    """make_data.py --size tiny for UVES, NACO and MUSE, with the step-2
+    SOFs expecting the step-1 products in ``<data_dir>/products/<recipe>``.
+    Returns (folder, manifest)."""
+    script = make_data_script()
+    if script is None:
+        pytest.fail('make_data.py not found in <repo>/../shared/data or '
+                    '$CPLRUN_SHARED_DATA')
+    folder = os.path.join(_SESSION_TOP, 'data')
+    proc = subprocess.run(
+        [sys.executable, script, folder, '--size', 'tiny', '--instruments',
+         'uves,naco,muse', '--products-dir', os.path.join(folder, 'products')],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    assert proc.returncode == 0, proc.stdout.decode(errors='replace')
+    with open(os.path.join(folder, 'manifest.json')) as f:
+        manifest = json.load(f)
+    return folder, manifest
+
+
+# --- processes ---------------------------------------------------------------------
+def runner_servers():
+    """psutil.Process of this process's recipe servers."""
+    import psutil
+    found = []
+    for child in psutil.Process().children():
+        try:
+            if 'cplrun-runner' in ' '.join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            pass
+    return found
+
+
+def recipe_processes():
+    """The recipe processes (children of the servers) right now."""
+    import psutil
+    found = []
+    for server in runner_servers():
+        try:
+            found.extend(server.children())
+        except psutil.Error:
+            pass
+    return found
+
+
+def proc_state(pid):
+    """The state letter of /proc/<pid>/stat, or None if there is no such
+    process."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            text = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text.rsplit(')', 1)[1].split()[0]
+
+
+def is_gone(pid):
+    """Dead: no such process, or a zombie nobody reaps (PID 1 here does
+    not reap orphans)."""
+    return proc_state(pid) in (None, 'Z', 'X')
+
+
+def wait_until(predicate, timeout, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)

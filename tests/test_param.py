@@ -1,0 +1,300 @@
+"""Recipe parameters (cpl.param): description, access, checks, and that
+the values reach the recipe (rtest_params echoes them as ESO QC keys)."""
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import cpl
+from cpl.param import Parameter, ParameterList
+
+#: name -> (type, default, range, choices) as rtest_params declares them
+DECLARED = {
+    'bool_value': (bool, False, None, None),
+    'int_value': (int, 3, None, None),
+    'int_range': (int, 5, (0, 10), None),
+    'float_value': (float, 0.5, None, None),
+    'float_range': (float, 1.5, (0.0, 10.0), None),
+    'string_value': (str, 'hello', None, None),
+    'enum_string': (str, 'median', None, ['mean', 'median', 'sigclip']),
+    'enum_int': (int, 2, None, [1, 2, 4]),
+    'stack.method': (str, 'average', None, ['sum', 'average']),
+    'stack.sigma.low': (float, 3.0, None, None),
+    'stack.sigma.high': (float, 3.0, None, None),
+}
+
+#: non-default values of every parameter
+VALUES = {
+    'bool_value': True, 'int_value': -7, 'int_range': 10,
+    'float_value': 0.1, 'float_range': 9.75,
+    'string_value': 'with space = and, comma',
+    'enum_string': 'sigclip', 'enum_int': 4, 'stack.method': 'sum',
+    'stack.sigma.low': 1.25, 'stack.sigma.high': 4.5,
+}
+
+
+def qc_key(name):
+    return 'ESO QC ' + name.replace('.', ' ').upper()
+
+
+def qc(res):
+    header = res.PARAMS[0].header
+    return {name: header[qc_key(name)] for name in DECLARED}
+
+
+@pytest.fixture
+def r():
+    return cpl.Recipe('rtest_params')
+
+
+def test_every_parameter_is_described(r):
+    assert [p.name for p in r.param] == list(DECLARED)
+    assert len(r.param) == len(DECLARED)
+    for p in r.param:
+        ptype, default, prange, choices = DECLARED[p.name]
+        assert isinstance(p, Parameter)
+        assert p.fullname == 'cplrun.rtest_params.' + p.name
+        assert p.context == 'cplrun.rtest_params'
+        assert p.type is ptype, p.name
+        assert p.default == default and type(p.default) is ptype, p.name
+        assert p.range == prange, p.name
+        if prange is not None:
+            assert all(type(v) is ptype for v in p.range), p.name
+        assert p.sequence == choices, p.name
+        if choices is not None:
+            assert all(type(v) is ptype for v in p.sequence), p.name
+        assert p.value is None
+        assert p.__doc__ and ptype.__name__ in p.__doc__
+        assert p.recipe == 'rtest_params'
+    assert 'range 0..10' in r.param.int_range.__doc__
+
+
+def test_attribute_and_item_access(r):
+    p = r.param.int_value
+    assert r.param['int_value'] is p
+    assert r.param['cplrun.rtest_params.int_value'] is p
+    assert 'int_value' in r.param
+    assert 'cplrun.rtest_params.enum_int' in r.param
+    assert 'no_such' not in r.param
+    r.param.int_value = 7
+    assert p.value == 7
+    r.param['int_value'] = 8
+    assert p.value == 8
+    r.param['cplrun.rtest_params.int_value'] = 9
+    assert r.param.int_value.value == 9
+    assert str(p) == '9'
+    assert repr(p) == "Parameter('int_value', value=9)"
+    assert p[0] == 'int_value' and p[1] == 9
+
+
+def test_dotted_names(r):
+    method = r.param['stack.method']
+    assert r.param.stack.method is method
+    assert r.param.stack['method'] is method
+    low = r.param['stack.sigma.low']
+    assert r.param.stack.sigma.low is low
+    assert r.param.stack['sigma.low'] is low
+    assert r.param.stack.sigma['low'] is low
+    assert r.param['cplrun.rtest_params.stack.sigma.low'] is low
+    assert isinstance(r.param.stack, ParameterList)
+    assert len(r.param.stack) == 3 and len(r.param.stack.sigma) == 2
+    r.param.stack.sigma.low = 1.5
+    assert low.value == 1.5
+    r.param['stack.sigma.high'] = 2
+    assert r.param.stack.sigma.high.value == 2.0
+    assert type(r.param.stack.sigma.high.value) is float
+    r.param.stack.method = 'sum'
+    assert method.value == 'sum'
+    # Other parameters are untouched by dotted assignments.
+    assert [p.name for p in r.param if p.value is not None] == [
+        'stack.method', 'stack.sigma.low', 'stack.sigma.high']
+
+
+def test_group_assignment_and_reset(r):
+    r.param.stack = {'method': 'sum', 'sigma.low': 0.5}
+    assert r.param['stack.method'].value == 'sum'
+    assert r.param['stack.sigma.low'].value == 0.5
+    r.param.stack.sigma = None
+    assert r.param['stack.sigma.low'].value is None
+    assert r.param['stack.method'].value == 'sum'
+    del r.param.stack
+    assert r.param['stack.method'].value is None
+
+
+def test_dir_and_iteration(r):
+    names = dir(r.param)
+    for name in ('bool_value', 'int_value', 'enum_string', 'stack'):
+        assert name in names
+    assert all(n.isidentifier() for n in names)
+    assert 'stack.method' not in names
+    assert dir(r.param.stack) == ['method', 'sigma']
+    assert dir(r.param.stack.sigma) == ['high', 'low']
+    assert [p.name for p in r.param.stack] == [
+        'stack.method', 'stack.sigma.low', 'stack.sigma.high']
+    as_dict = dict(iter(r.param))
+    assert as_dict['int_value'] == 3 and as_dict['stack.sigma.low'] == 3.0
+    assert r.param == {name: d[1] for name, d in DECLARED.items()}
+
+
+def test_reset_by_none_and_del(r):
+    r.param.int_value = 7
+    r.param.int_value = None
+    assert r.param.int_value.value is None
+    r.param.float_value = 2.0
+    del r.param.float_value
+    assert r.param.float_value.value is None
+    r.param['enum_int'] = 4
+    del r.param['enum_int']
+    assert r.param.enum_int.value is None
+    r.param.string_value = 'x'
+    r.param.string_value.value = None
+    assert r.param.string_value.value is None
+    r.param.bool_value = True
+    del r.param
+    assert all(p.value is None for p in r.param)
+
+
+def test_replace_all_values(r):
+    r.param.int_value = 7
+    r.param = {'enum_int': 1, 'cplrun.rtest_params.stack.method': 'sum',
+               'other_recipe.x': 3, 'esorex.caller.log-level': 'info'}
+    values = {p.name: p.value for p in r.param if p.value is not None}
+    assert values == {'enum_int': 1, 'stack.method': 'sum'}
+
+
+@pytest.mark.parametrize('name, value', [
+    ('bool_value', 2), ('bool_value', 'maybe'), ('bool_value', 1.0),
+    ('int_value', 2.5), ('int_value', 'seven'), ('int_value', True),
+    ('int_value', [1]), ('float_value', 'abc'), ('float_value', True),
+    ('float_value', None.__class__), ('string_value', 3),
+    ('string_value', b'bytes'), ('enum_int', '4x'), ('enum_string', 1)])
+def test_wrong_type_is_type_error(r, name, value):
+    with pytest.raises(TypeError) as info:
+        r.param[name] = value
+    assert name in str(info.value) and 'rtest_params' in str(info.value)
+    assert r.param[name].value is None
+
+
+@pytest.mark.parametrize('name, value', [
+    ('int_range', 11), ('int_range', -1), ('float_range', 10.5),
+    ('float_range', -0.1), ('enum_string', 'mode'), ('enum_int', 3),
+    ('stack.method', 'median')])
+def test_out_of_range_or_not_in_enum_is_value_error(r, name, value):
+    with pytest.raises(ValueError) as info:
+        r.param[name] = value
+    assert not isinstance(info.value, TypeError)
+    assert name in str(info.value)
+    assert r.param[name].value is None
+
+
+def test_accepted_conversions(r):
+    for name, value, expected in (
+            ('bool_value', 'true', True), ('bool_value', 'FALSE', False),
+            ('bool_value', 1, True), ('int_value', '12', 12),
+            ('int_value', 4.0, 4), ('float_value', 2, 2.0),
+            ('float_value', '1e-3', 0.001), ('enum_int', '4', 4),
+            ('int_range', 0, 0), ('float_range', 10, 10.0)):
+        r.param[name] = value
+        assert r.param[name].value == expected
+        assert type(r.param[name].value) is type(expected), (name, value)
+
+
+def test_unknown_name_is_key_error_and_attribute_error(r):
+    with pytest.raises(KeyError) as info:
+        r.param['int_valeu']
+    text = str(info.value)
+    assert "rtest_params" in text and 'int_valeu' in text
+    assert "'int_value'" in text        # the close match
+    with pytest.raises(AttributeError) as info:
+        r.param.no_such_thing
+    assert 'rtest_params' in str(info.value)
+    assert not hasattr(r.param, 'no_such_thing')
+    assert not hasattr(r.param.stack, 'no_such_thing')
+    assert not hasattr(r.param.stack.sigma, 'medium')
+    assert getattr(r.param, 'no_such_thing', 'fallback') == 'fallback'
+    with pytest.raises(KeyError):
+        r.param['stack.sigma.medium']
+    with pytest.raises(AttributeError):
+        r.param.no_such_thing = 3
+    with pytest.raises(KeyError):
+        del r.param['no_such_thing']
+    # Nothing was set by the failed attempts.
+    assert all(p.value is None for p in r.param)
+
+
+def test_recipe_without_parameters():
+    r = cpl.Recipe('rtest_omp')
+    assert len(r.param) == 0 and list(r.param) == []
+    with pytest.raises(KeyError) as info:
+        r.param['x']
+    assert 'rtest_omp' in str(info.value)
+
+
+def test_defaults_reach_the_recipe(r, raw):
+    assert qc(r(raw)) == {name: d[1] for name, d in DECLARED.items()}
+
+
+def test_values_set_on_the_recipe_reach_it(r, raw):
+    for name, value in VALUES.items():
+        r.param[name] = value
+    assert qc(r(raw)) == VALUES
+    info = cpl.dfs.ProcessingInfo(r(raw).PARAMS)
+    assert info.param['int_value'] == -7
+    assert info.param['stack.sigma.low'] == 1.25
+    assert info.param['bool_value'] is True
+
+
+def test_values_given_to_the_call_reach_it(r, raw):
+    assert qc(r(raw, param=VALUES)) == VALUES
+    # ... for that call only
+    assert all(p.value is None for p in r.param)
+    assert qc(r(raw))['int_value'] == 3
+
+
+def test_call_param_forms(r, raw):
+    r.param.int_value = 7
+    got = qc(r(raw, param={'stack': {'method': 'sum', 'sigma.low': 0.25},
+                           'cplrun.rtest_params.enum_int': 1,
+                           'int_value': None}))
+    assert got['stack.method'] == 'sum' and got['stack.sigma.low'] == 0.25
+    assert got['enum_int'] == 1
+    assert got['int_value'] == 3        # None: the default for this call
+    assert r.param.int_value.value == 7
+
+
+def test_call_param_is_checked_before_running(r, raw, work_tmp):
+    from conftest import run_dirs
+    before = run_dirs(work_tmp)
+    with pytest.raises(KeyError) as info:
+        r(raw, param={'int_valu': 1})
+    assert 'rtest_params' in str(info.value)
+    with pytest.raises(TypeError):
+        r(raw, param={'int_value': 'x'})
+    with pytest.raises(ValueError):
+        r(raw, param={'enum_int': 3})
+    assert run_dirs(work_tmp) == before
+
+
+def test_float_values_keep_their_precision(r, raw):
+    # The recipe logs doubles with %.17g (FITS headers round them).
+    value = 0.1 + 0.2
+    res = r(raw, param={'float_value': value, 'stack.sigma.low': 1e-300})
+    logged = {m.split(' = ')[0]: m.split(' = ')[1] for m in res.log.info
+              if m.startswith('rtest_params: cplrun.')}
+    assert float(logged['rtest_params: cplrun.rtest_params.float_value']) \
+        == value
+    assert float(logged['rtest_params: cplrun.rtest_params.stack.sigma.low']) \
+        == 1e-300
+
+
+def test_parameters_are_logged_by_the_recipe(r, raw):
+    res = r(raw, param={'int_value': 42})
+    assert 'rtest_params: cplrun.rtest_params.int_value = 42' in res.log.info
+
+
+def test_parameter_list_pickles(r):
+    r.param.int_value = 5
+    copy = pickle.loads(pickle.dumps(r))
+    assert copy.param.int_value.value == 5
+    assert copy.param.stack.sigma.low.value is None
