@@ -30,6 +30,7 @@ test: $(STAMP_INSTALL)
 
 bench: $(STAMP_INSTALL)
 	$(VENV)/bin/python bench/bench_call.py
+	$(VENV)/bin/python bench/bench_makespan.py
 
 setup: $(STAMP_INSTALL)
 

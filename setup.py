@@ -80,7 +80,7 @@ setup(
     license='GPL-3.0-or-later',
     python_requires='>=3.9',
     packages=find_packages(include=['cpl', 'cpl.*']),
-    install_requires=['numpy', 'astropy'],
+    install_requires=['numpy', 'astropy', 'psutil', 'rich'],
     extras_require={
         'test': ['pytest', 'hypothesis', 'psutil'],
     },

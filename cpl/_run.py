@@ -54,6 +54,9 @@ class RunSpec:
     timeout: float | None = None
     #: -1: raw input was one frame; n: a list of n (decides list products)
     input_len: int = -1
+    #: also write the run's full log here (CPL's log, then what the recipe
+    #: printed directly), whatever the outcome
+    log_copy: str | None = None
 
 
 class Cancelled(Exception):
@@ -66,6 +69,10 @@ class RunControl:
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     #: the latest log message, for progress displays
     last_message: str | None = None
+    #: the recipe process, once started, and how it ended (the runner's
+    #: 'exited' event: exit status or signal, CPU times, peak memory)
+    pid: int | None = None
+    exit: dict | None = None
 
 
 def _make_workdir(spec: RunSpec) -> str:
@@ -130,6 +137,7 @@ def _wait(server: _runner.Server, handle: _runner.RunHandle, spec: RunSpec,
     reason = None
     kill_at = None
     while not handle.finished.wait(LOG_POLL_SECONDS):
+        control.pid = handle.pid
         log.poll()
         control.last_message = log.last_message
         now = time.monotonic()
@@ -172,9 +180,22 @@ def execute(spec: RunSpec, control: RunControl | None = None) -> Result:
         handle.finished.wait(10)
         raise
     wall = time.monotonic() - started
+    control.pid, control.exit = handle.pid, handle.exit
     log.close()
     _add_output_lines(log, os.path.join(workdir, OUTPUT_FILE))
+    if spec.log_copy:
+        _copy_log(workdir, spec.log_copy)
     return _outcome(spec, workdir, handle, reason, log, wall)
+
+
+def _copy_log(workdir: str, path: str) -> None:
+    with open(path, 'wb') as out:
+        for name in (LOG_FILE, OUTPUT_FILE):
+            try:
+                with open(os.path.join(workdir, name), 'rb') as f:
+                    shutil.copyfileobj(f, out)
+            except FileNotFoundError:
+                pass
 
 
 def _add_output_lines(log: LogReader, path: str) -> None:

@@ -2,7 +2,13 @@
 
 ``cplrun list``                 the installed recipes and their versions
 ``cplrun info RECIPE [--json]`` parameters, tags and the manual of a recipe
+``cplrun run RECIPE SOF...``    one run per SOF, in parallel
+``cplrun workflow FILE.py``     the ``workflow`` a Python file builds
 ``cplrun demo [DIR]``           a real calibration reduction on synthetic data
+
+``run``, ``workflow`` and ``demo`` exit with 0 only when every run
+succeeded or was reused, 1 when a run failed, 2 when nothing could start
+(bad arguments, missing inputs, not enough memory or disk).
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import sys
 import textwrap
 from typing import Sequence
 
-from .recipe import Recipe, RecipeNotFoundError
+from .recipe import Recipe
 
 
 def _add_recipe_dir(parser: argparse.ArgumentParser) -> None:
@@ -95,9 +101,91 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_params(items: Sequence[str] | None) -> dict[str, str]:
+    params = {}
+    for item in items or ():
+        name, eq, value = item.partition('=')
+        if not eq or not name:
+            raise SystemExit('cplrun: -p takes NAME=VALUE, not %r' % item)
+        params[name.lstrip('-')] = value
+    return params
+
+
+def _run_options(args: argparse.Namespace) -> dict:
+    return dict(n_workers=args.jobs, output_dir=args.output_dir,
+                timeout=args.timeout, fail_fast=args.fail_fast,
+                retries=args.retries, force=args.force,
+                progress=False if args.no_progress else None,
+                log_dir=args.log_dir, strict=not args.lenient,
+                preflight=not args.no_preflight, force_run=args.force_run)
+
+
+def _finish(report, args: argparse.Namespace) -> int:
+    print()
+    report.summary()
+    if args.report:
+        report.to_json(args.report)
+    print('\nProducts: %s/<run>/; report: %s' % (
+        report.output_dir, args.report or
+        os.path.join(report.output_dir, 'report.json')))
+    return 0 if report.ok else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .esorex import load_rc
+    from .parallel import run_batch
+    recipe = Recipe(args.recipe)
+    if args.recipe_config:
+        recipe.param = load_rc(args.recipe_config)
+    params = _parse_params(args.param)
+    report = run_batch(recipe, args.sof, param=params, **_run_options(args))
+    return _finish(report, args)
+
+
+def cmd_workflow(args: argparse.Namespace) -> int:
+    import runpy
+    from .parallel import Workflow
+    namespace = runpy.run_path(args.file, run_name='__cplrun_workflow__')
+    workflow = namespace.get('workflow')
+    if not isinstance(workflow, Workflow):
+        print('cplrun: %s must build a cpl.parallel.Workflow named '
+              '"workflow"' % args.file, file=sys.stderr)
+        return 2
+    return _finish(workflow.run(**_run_options(args)), args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    return run_demo(args.dir, size=args.size, jobs=args.jobs)
+    return run_demo(args.dir, size=args.size, jobs=args.jobs,
+                    progress=False if args.no_progress else None)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument('-o', '--output-dir', default='cplrun-output',
+                   help='products go to OUTPUT_DIR/<run>/ (default: '
+                        './cplrun-output)')
+    p.add_argument('-j', '--jobs', type=int, default=None, metavar='N',
+                   help='recipe processes at once (default: the cores)')
+    p.add_argument('--timeout', type=float, default=None, metavar='S',
+                   help='kill a run after S seconds')
+    p.add_argument('--retries', type=int, default=0, metavar='N',
+                   help='rerun a crashed run up to N times')
+    p.add_argument('--fail-fast', action='store_true',
+                   help='stop everything at the first failure')
+    p.add_argument('--force', action='store_true',
+                   help='rerun runs whose earlier results would be reused')
+    p.add_argument('--report', metavar='FILE.json',
+                   help='also write the report here')
+    p.add_argument('--log-dir', metavar='DIR',
+                   help='per-run log files here (default: in each run folder)')
+    p.add_argument('--no-progress', action='store_true',
+                   help='no live display')
+    p.add_argument('--lenient', action='store_true',
+                   help='skip runs with missing inputs instead of refusing')
+    p.add_argument('--no-preflight', action='store_true',
+                   help='skip the memory and disk estimate')
+    p.add_argument('--force-run', action='store_true',
+                   help='run even when the estimate says it will not fit')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='as JSON')
     _add_recipe_dir(p)
     p.set_defaults(func=cmd_info)
+    p = sub.add_parser('run', help='one run of RECIPE per SOF, in parallel')
+    p.add_argument('recipe')
+    p.add_argument('sof', nargs='+', help='esorex set-of-files')
+    p.add_argument('-p', '--param', action='append', metavar='NAME=VALUE',
+                   help='a recipe parameter (repeatable)')
+    p.add_argument('--recipe-config', metavar='FILE.rc',
+                   help='parameters from an esorex configuration file')
+    _add_run_options(p)
+    _add_recipe_dir(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser('workflow', help='run the Workflow named "workflow" '
+                                        'that FILE.py builds')
+    p.add_argument('file')
+    _add_run_options(p)
+    _add_recipe_dir(p)
+    p.set_defaults(func=cmd_workflow)
     p = sub.add_parser('demo', help='reduce synthetic calibration data '
                                     'with the installed pipelines')
     p.add_argument('dir', nargs='?', default='cplrun-demo',
@@ -122,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=['tiny', 'small', 'medium'])
     p.add_argument('-j', '--jobs', type=int, default=None,
                    help='recipe processes at once (default: the cores)')
+    p.add_argument('--no-progress', action='store_true',
+                   help='no live display')
     _add_recipe_dir(p)
     p.set_defaults(func=cmd_demo)
     return parser
@@ -130,9 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _apply_recipe_dir(args)
+    from .parallel import MissingInputsError, PreflightError
     try:
         return args.func(args)
-    except RecipeNotFoundError as exc:
+    except (OSError, MissingInputsError, PreflightError, ValueError,
+            TypeError, KeyError) as exc:
         print('cplrun: %s' % exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -357,6 +357,13 @@ class Recipe:
         env['CPL_MEMORY_MODE'] = str(int(Recipe.memory_mode))
         return env
 
+    def map(self, inputs: Iterable[Any], **options: Any):
+        """One run of this recipe per input, in parallel: see
+        :func:`cpl.parallel.run_batch`, which takes the same keywords.
+        Returns a :class:`cpl.parallel.Report`."""
+        from .parallel import run_batch
+        return run_batch(self, inputs, **options)
+
     # --- the class-level interface of python-cpl -----------------------
     @staticmethod
     def list() -> list[tuple[str, list[str]]]:

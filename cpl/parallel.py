@@ -1,0 +1,849 @@
+"""Whole reductions: many recipe runs, in dependency order, in parallel.
+
+A :class:`Workflow` is a graph of recipe runs: each run's calibration (or
+raw) inputs may be products of earlier runs, named before they exist
+(``bias.MASTER_BIAS``).  :meth:`Workflow.run` runs it, at most
+``n_workers`` recipe processes at once, each run in its own folder
+``output_dir/<name>/``, and returns a :class:`Report` with one entry per
+run.  :func:`run_batch` is the flat case: one recipe, one run per input.
+
+Every run goes through the same isolated recipe process as a single call
+(:mod:`cpl.recipe`); a run is a plain-data task executed by
+:func:`run_task`, so the same tasks can go to other executors.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+import warnings as _warnings
+from typing import IO, Any, Callable, Iterable, Mapping, Sequence
+
+from . import esorex
+from ._run import Cancelled, RunControl, execute
+from .frames import frame_items
+from .recipe import Recipe
+from .result import CplError, RecipeCrash, RecipeTimeout
+
+#: status values of a run in a report
+STATUSES = ('success', 'failed', 'crashed', 'timeout', 'skipped', 'cached',
+            'cancelled')
+DONE_OK = ('success', 'cached')
+#: The per-run record of a finished run, inside its folder.
+RUN_RECORD = '.cplrun-run.json'
+#: RAM a run needs per byte of input, for the pre-flight estimate.
+RAM_PER_INPUT_BYTE = 4.0
+#: Disk a run needs per byte of input.
+DISK_PER_INPUT_BYTE = 1.5
+
+
+class MissingInputsError(FileNotFoundError):
+    """Input files of some runs do not exist; ``missing`` lists
+    (run name, tag, path) for all of them."""
+
+    def __init__(self, missing: list[tuple[str, str, str]]) -> None:
+        self.missing = missing
+        lines = ['%d input file(s) missing; nothing was run:' % len(missing)]
+        lines += ['  %s: %s (tag %s)' % (run, path, tag)
+                  for run, tag, path in missing]
+        super().__init__('\n'.join(lines))
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class PreflightError(RuntimeError):
+    """The estimated memory or disk use exceeds what the machine has."""
+
+
+class PreflightWarning(UserWarning):
+    """The estimated memory or disk use is close to what the machine has
+    (or above it, with ``force_run=True``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProductRef:
+    """A product of a workflow run that does not exist yet: the run's
+    name and the product tag.  Usable wherever a file is."""
+    run: str
+    tag: str
+
+    def __repr__(self) -> str:
+        return '<%s.%s>' % (self.run, self.tag)
+
+
+class Node:
+    """One run of a workflow.  ``node.TAG`` names one of its products."""
+
+    def __init__(self, workflow: 'Workflow', name: str, recipe: Recipe,
+                 raw: list, tag: str | None, calib: dict, param: dict,
+                 env: dict) -> None:
+        self._workflow = workflow
+        self.name = name
+        self.recipe = recipe
+        self.raw = raw
+        self.tag = tag if tag is not None else recipe.tag
+        self.calib = calib
+        self.param = param
+        self.env = env
+
+    def __getattr__(self, tag: str) -> ProductRef:
+        if tag.startswith('_') or not tag.isupper():
+            raise AttributeError(tag)
+        outputs = self._declared_outputs()
+        if outputs is not None and tag not in outputs:
+            raise AttributeError('run %s (recipe %s) makes no %s; it makes %s'
+                                 % (self.name, self.recipe.__name__, tag,
+                                    ', '.join(sorted(outputs))))
+        return ProductRef(self.name, tag)
+
+    def _declared_outputs(self) -> set[str] | None:
+        try:
+            outputs = self.recipe.output
+        except AttributeError:
+            return None
+        return set(outputs.get(self.tag, ())) or None
+
+    def inputs(self) -> list[tuple[str, Any]]:
+        """(tag, path or ProductRef) of every input, including the
+        recipe's own calibration frames for tags the run does not set."""
+        items = [(self.tag, f) for f in self.raw]
+        for tag, frames in self.calib.items():
+            items.extend((tag, f) for f in frame_items(frames))
+        for c in self.recipe.calib:
+            if c.frames is not None and c.tag not in self.calib:
+                items.extend((c.tag, f) for f in frame_items(c.frames))
+        return items
+
+    def depends_on(self) -> list[str]:
+        return sorted({f.run for _t, f in self.inputs()
+                       if isinstance(f, ProductRef)})
+
+    def __repr__(self) -> str:
+        return '<Node %s: %s>' % (self.name, self.recipe.__name__)
+
+
+class Workflow:
+    """A graph of recipe runs.
+
+    ``node = w.add(recipe, *raw, tag=, calib={TAG: files or ref}, param=,
+    env=, name=)``; ``recipe`` is a name or a :class:`cpl.Recipe`;
+    ``other_node.TAG`` refers to a product of an earlier run."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+
+    def add(self, recipe: str | Recipe, *raw: Any, tag: str | None = None,
+            calib: Mapping[str, Any] | None = None,
+            param: Mapping[str, Any] | None = None,
+            env: Mapping[str, str | None] | None = None,
+            name: str | None = None) -> Node:
+        if isinstance(recipe, str):
+            recipe = Recipe(recipe)
+        name = name or self._free_name(recipe.__name__)
+        if name in self.nodes:
+            raise ValueError('the workflow already has a run named %r' % name)
+        if not name or os.sep in name or name.startswith('.'):
+            raise ValueError('a run name must be a plain folder name, not %r'
+                             % name)
+        files = []
+        for item in raw:
+            files.extend(frame_items(item))
+        node = Node(self, name, recipe, files, tag, dict(calib or {}),
+                    dict(param or {}), dict(env or {}))
+        if node.tag is None:
+            raise ValueError('run %s: recipe %s needs a tag for its raw frames'
+                             % (name, recipe.__name__))
+        recipe._checked_tag(node.tag)
+        for key, value in node.param.items():
+            p = recipe.param[key]
+            p.check(value)      # a wrong parameter fails here, not later
+        for t, ref in node.inputs():
+            if isinstance(ref, ProductRef) and ref.run not in self.nodes:
+                raise ValueError('run %s refers to %r, which is not an earlier '
+                                 'run of this workflow' % (name, ref))
+        self.nodes[name] = node
+        return node
+
+    def _free_name(self, base: str) -> str:
+        name, n = base, 1
+        while name in self.nodes:
+            n += 1
+            name = '%s-%d' % (base, n)
+        return name
+
+    def order(self) -> list[Node]:
+        """The runs, each after those it needs; ValueError on a cycle."""
+        done: list[Node] = []
+        state: dict[str, str] = {}
+
+        def visit(node: Node, path: list[str]) -> None:
+            if state.get(node.name) == 'done':
+                return
+            if state.get(node.name) == 'visiting':
+                raise ValueError('the workflow has a cycle: %s'
+                                 % ' -> '.join(path + [node.name]))
+            state[node.name] = 'visiting'
+            for dep in node.depends_on():
+                if dep not in self.nodes:
+                    raise ValueError('run %s needs run %s, which is not in '
+                                     'the workflow' % (node.name, dep))
+                visit(self.nodes[dep], path + [node.name])
+            state[node.name] = 'done'
+            done.append(node)
+
+        for node in self.nodes.values():
+            visit(node, [])
+        return done
+
+    def run(self, n_workers: int | None = None, output_dir: str = 'cplrun-output',
+            timeout: float | None = None, fail_fast: bool = False,
+            retries: int = 0, force: bool = False, progress: bool | None = None,
+            log_dir: str | None = None, strict: bool = True,
+            preflight: bool = True, force_run: bool = False,
+            executor: Any = None) -> 'Report':
+        """Runs the workflow; see the module's documentation.
+
+        ``force`` reruns runs whose results would be reused; ``force_run``
+        runs despite a failed memory/disk pre-flight; ``strict=False`` skips
+        runs with missing inputs instead of refusing to start."""
+        return _Execution(self, n_workers=n_workers, output_dir=output_dir,
+                          timeout=timeout, fail_fast=fail_fast,
+                          retries=retries, force=force, progress=progress,
+                          log_dir=log_dir, strict=strict, preflight=preflight,
+                          force_run=force_run, executor=executor).run()
+
+
+def run_batch(recipe: str | Recipe, inputs: Iterable[Any], *,
+              tag: str | None = None, calib: Mapping[str, Any] | None = None,
+              param: Mapping[str, Any] | None = None,
+              env: Mapping[str, str | None] | None = None,
+              names: Sequence[str] | None = None, **run_options: Any
+              ) -> 'Report':
+    """One run of recipe per input: a list of files, an SOF path, or a
+    dict tag -> files.  Other keywords as for :meth:`Workflow.run`."""
+    if isinstance(recipe, str):
+        recipe = Recipe(recipe)
+    w = Workflow()
+    inputs = list(inputs)
+    for i, item in enumerate(inputs):
+        name = names[i] if names else None
+        raw, run_tag, run_calib = _batch_input(recipe, item, tag)
+        if name is None and isinstance(item, (str, os.PathLike)) and \
+                str(item).endswith('.sof'):
+            name = os.path.splitext(os.path.basename(os.fspath(item)))[0]
+        merged_calib = dict(calib or {})
+        merged_calib.update(run_calib)
+        w.add(recipe, *raw, tag=run_tag, calib=merged_calib, param=param,
+              env=env, name=name)
+    return w.run(**run_options)
+
+
+def _batch_input(recipe: Recipe, item: Any, tag: str | None
+                 ) -> tuple[list, str | None, dict]:
+    """(raw files, raw tag, calib) of one batch input.
+
+    In an SOF or dict, the raw tag is tag=, else the one the recipe
+    declares, else (recipes that declare none, as esorex would pass them
+    all) the first tag listed."""
+    if isinstance(item, (str, os.PathLike)) and str(item).endswith('.sof'):
+        if not os.path.isfile(item):
+            raise FileNotFoundError('no such SOF file: %s' % item)
+        item = esorex.load_sof(os.fspath(item))
+    if not isinstance(item, Mapping):
+        return frame_items(item), tag, {}
+    if tag is not None:
+        raw_tags = [tag] if tag in item else []
+    elif recipe.tags is not None:
+        raw_tags = [t for t in item if t in recipe.tags]
+    else:
+        raw_tags = list(item)[:1]
+    if len(raw_tags) != 1:
+        raise ValueError('cannot tell the raw frames of %s among the tags %s'
+                         '%s: give tag=' % (
+                             recipe.__name__, ', '.join(item),
+                             ' (it takes %s)' % ', '.join(recipe.tags)
+                             if recipe.tags else ''))
+    raw_tag = raw_tags[0]
+    calib = {t: f for t, f in item.items() if t != raw_tag}
+    return frame_items(item[raw_tag]), raw_tag, calib
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """One run of a report."""
+    name: str
+    recipe: str
+    status: str = 'pending'
+    products: dict = dataclasses.field(default_factory=dict)
+    log: str | None = None
+    error: str | None = None
+    wall_s: float | None = None
+    cpu_s: float | None = None
+    max_rss_mb: float | None = None
+    omp_threads: int | None = None
+    attempts: int = 0
+    worker: str | None = None
+    depends_on: list = dataclasses.field(default_factory=list)
+    started: float | None = None
+    #: the latest log line, while it runs (not saved)
+    message: str | None = dataclasses.field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop('message')
+        return d
+
+
+class Report:
+    """What a workflow run did: ``runs``, one :class:`RunRecord` each, in
+    dependency order; ``output_dir``; ``wall_s``."""
+
+    def __init__(self, runs: list[RunRecord], output_dir: str,
+                 wall_s: float = 0.0) -> None:
+        self.runs = runs
+        self.output_dir = output_dir
+        self.wall_s = wall_s
+
+    def __getitem__(self, name: str) -> RunRecord:
+        for r in self.runs:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def __iter__(self):
+        return iter(self.runs)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    @property
+    def ok(self) -> bool:
+        """True when every run succeeded or was reused."""
+        return all(r.status in DONE_OK for r in self.runs)
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.runs:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict:
+        return {'output_dir': self.output_dir, 'wall_s': self.wall_s,
+                'counts': self.counts(),
+                'runs': [r.to_dict() for r in self.runs]}
+
+    def to_json(self, path: str) -> None:
+        tmp = path + '.tmp'
+        with open(tmp, 'w', encoding='utf-8') as f:
+            json.dump(self.to_dict(), f, indent=2)
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_json(cls, path: str) -> 'Report':
+        with open(path, encoding='utf-8') as f:
+            doc = json.load(f)
+        return cls([RunRecord(**r) for r in doc['runs']], doc['output_dir'],
+                   doc.get('wall_s', 0.0))
+
+    def summary(self, file: IO | None = None) -> None:
+        """Prints the table of runs and a Problems section with each
+        failure's full error and log path."""
+        out = file or sys.stdout
+        width = max([len(r.name) for r in self.runs] + [4])
+        rwidth = max([len(r.recipe) for r in self.runs] + [6])
+        out.write('%-*s  %-*s  %-9s %8s %8s %8s %4s %3s\n' % (
+            width, 'run', rwidth, 'recipe', 'status', 'wall s', 'cpu s',
+            'rss MB', 'omp', 'try'))
+
+        def num(v, fmt):
+            return fmt % v if v is not None else '-'
+        for r in self.runs:
+            out.write('%-*s  %-*s  %-9s %8s %8s %8s %4s %3s\n' % (
+                width, r.name, rwidth, r.recipe, r.status,
+                num(r.wall_s, '%.1f'), num(r.cpu_s, '%.1f'),
+                num(r.max_rss_mb, '%.0f'), num(r.omp_threads, '%d'),
+                r.attempts))
+        counts = ', '.join('%d %s' % (n, s) for s, n in self.counts().items())
+        out.write('\n%d runs in %.1f s: %s\n' % (len(self.runs), self.wall_s,
+                                               counts))
+        problems = [r for r in self.runs if r.status not in DONE_OK]
+        if problems:
+            out.write('\nProblems:\n')
+            for r in problems:
+                out.write('  %s (%s): %s\n' % (r.name, r.recipe, r.status))
+                for line in (r.error or '').splitlines():
+                    out.write('      %s\n' % line)
+                if r.log:
+                    out.write('      log: %s\n' % r.log)
+
+
+# --- running one task --------------------------------------------------------
+
+def run_task(task: Mapping[str, Any], control: RunControl | None = None
+             ) -> dict:
+    """Runs one workflow run described in plain data, in this process's
+    recipe runner; returns its outcome (status, products, error, figures).
+
+    Top-level and plain-data so that other executors can run it."""
+    control = control or RunControl()
+    started = time.time()
+    outcome: dict[str, Any] = {'status': 'failed', 'products': {},
+                               'error': None, 'started': started}
+    try:
+        recipe = Recipe(task['recipe'], filename=task['library'],
+                        version=task['version'])
+        raw = {task['tag']: list(task['raw'])}
+        spec = recipe._spec((raw,), {
+            'tag': task['tag'], 'param': task['param'],
+            'calib': {t: list(f) for t, f in task['calib'].items()},
+            'env': task['env'], 'output_dir': task['output_dir'],
+            'timeout': task.get('timeout')})
+        spec.log_copy = task.get('log')
+        result = execute(spec, control)
+        outcome['status'] = 'success'
+        outcome['products'] = {tag: value for tag, value in result}
+    except Cancelled:
+        outcome['status'] = 'cancelled'
+        outcome['error'] = 'cancelled'
+    except RecipeTimeout as exc:
+        outcome['status'], outcome['error'] = 'timeout', str(exc)
+    except RecipeCrash as exc:
+        outcome['status'], outcome['error'] = 'crashed', str(exc)
+    except CplError as exc:
+        outcome['status'], outcome['error'] = 'failed', str(exc)
+    except Exception as exc:        # bad input found at run time
+        outcome['status'] = 'failed'
+        outcome['error'] = '%s: %s' % (type(exc).__name__, exc)
+    exit_event = control.exit or {}
+    outcome['wall_s'] = time.time() - started
+    if exit_event:
+        outcome['cpu_s'] = exit_event.get('utime', 0) + exit_event.get('stime', 0)
+        outcome['max_rss_mb'] = exit_event.get('maxrss_kb', 0) / 1024.0
+    outcome['worker'] = '%s:%s' % (socket.gethostname(),
+                                   control.pid if control.pid else os.getpid())
+    return outcome
+
+
+# --- the execution of a workflow ---------------------------------------------
+
+def _file_digest(path: str, _memo: dict = {}) -> str:
+    st = os.stat(path)
+    # ctime and inode too: a rewrite that keeps size and mtime (cp -p,
+    # rsync -t, os.utime) still changes them.
+    key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    digest = _memo.get(key)
+    if digest is None:
+        h = hashlib.sha256()
+        with open(path, 'rb') as f:
+            for block in iter(lambda: f.read(1 << 20), b''):
+                h.update(block)
+        digest = _memo[key] = h.hexdigest()
+    return digest
+
+
+class _Execution:
+    """The state of one :meth:`Workflow.run`."""
+
+    def __init__(self, workflow: Workflow, **options: Any) -> None:
+        self.workflow = workflow
+        self.nodes = workflow.order()
+        self.o = options
+        self.output_dir = os.path.abspath(options['output_dir'])
+        self.log_dir = os.path.abspath(options['log_dir']) \
+            if options['log_dir'] else None
+        self.n_workers = max(1, int(options['n_workers'] or os.cpu_count() or 1))
+        self.records = {n.name: RunRecord(n.name, n.recipe.__name__,
+                                          depends_on=n.depends_on())
+                        for n in self.nodes}
+        self.products: dict[str, dict] = {}
+        self.controls: dict[str, RunControl] = {}
+        self.omp = str(max(1, (os.cpu_count() or 1)
+                           // min(self.n_workers, self._width())))
+
+    def _width(self) -> int:
+        """How many runs can be going at once at most: the largest number
+        of runs at the same depth of the graph."""
+        depth: dict[str, int] = {}
+        for node in self.nodes:
+            depth[node.name] = 1 + max((depth[d] for d in node.depends_on()),
+                                       default=0)
+        per_level: dict[int, int] = {}
+        for d in depth.values():
+            per_level[d] = per_level.get(d, 0) + 1
+        return max(per_level.values(), default=1)
+
+    # -- before anything runs
+    def _check_inputs(self) -> None:
+        missing = []
+        for node in self.nodes:
+            for tag, f in node.inputs():
+                if isinstance(f, ProductRef) or not isinstance(
+                        f, (str, os.PathLike)):
+                    continue
+                if not os.path.isfile(f):
+                    missing.append((node.name, tag, os.path.abspath(f)))
+        if not missing:
+            return
+        if self.o['strict']:
+            raise MissingInputsError(missing)
+        for name in sorted({m[0] for m in missing}):
+            record = self.records[name]
+            record.status = 'skipped'
+            record.error = 'missing input(s): ' + ', '.join(
+                p for n, _t, p in missing if n == name)
+
+    def _preflight(self) -> list[str]:
+        import psutil
+        sizes = []
+        for node in self.nodes:
+            if self.records[node.name].status != 'pending':
+                continue
+            total = 0
+            for _t, f in node.inputs():
+                if isinstance(f, (str, os.PathLike)) and os.path.isfile(f):
+                    total += os.path.getsize(f)
+            sizes.append(total)
+        sizes.sort(reverse=True)
+        ram_need = RAM_PER_INPUT_BYTE * sum(sizes[:self.n_workers])
+        ram_have = psutil.virtual_memory().available
+        # output_dir may not exist yet, and a refusal must not create it:
+        # its nearest existing folder is on the same file system.
+        where = self.output_dir
+        while not os.path.isdir(where) and os.path.dirname(where) != where:
+            where = os.path.dirname(where)
+        disk_need = DISK_PER_INPUT_BYTE * sum(sizes)
+        disk_have = shutil.disk_usage(where).free
+        warnings, refusals = [], []
+        for what, need, have in (('memory', ram_need, ram_have),
+                                 ('disk space at %s' % self.output_dir,
+                                  disk_need, disk_have)):
+            text = ('estimated %s need %.1f GB, %.1f GB available'
+                    % (what, need / 1e9, have / 1e9))
+            if need > have:
+                refusals.append(text)
+            elif need > 0.8 * have:
+                warnings.append(text)
+        if refusals and not self.o['force_run']:
+            raise PreflightError('; '.join(refusals) + ' (force_run=True '
+                                 'runs anyway)')
+        for text in warnings + refusals:
+            _warnings.warn(PreflightWarning(text), stacklevel=4)
+        return warnings + refusals
+
+    # -- tasks
+    def _resolve(self, value: Any) -> list[str]:
+        if isinstance(value, ProductRef):
+            products = self.products.get(value.run, {})
+            if value.tag not in products:
+                raise ValueError('run %s made no %s product'
+                                 % (value.run, value.tag))
+            return frame_items(products[value.tag])
+        return [os.path.abspath(os.fspath(value))]
+
+    def _task(self, node: Node) -> dict:
+        env = dict(node.recipe.env)
+        env.update(node.env)
+        auto_env = []
+        if 'OMP_NUM_THREADS' not in env and 'OMP_NUM_THREADS' not in os.environ:
+            env['OMP_NUM_THREADS'] = self.omp
+            auto_env.append('OMP_NUM_THREADS')
+        param = {p.fullname: p.value for p in node.recipe.param
+                 if p.value is not None}
+        param.update(node.param)
+        calib = {}
+        for tag, frames in node.calib.items():
+            calib[tag] = [f for item in frame_items(frames)
+                          for f in self._resolve(item)]
+        for c in node.recipe.calib:
+            if c.frames is not None and c.tag not in calib:
+                calib[c.tag] = [os.path.abspath(f)
+                                for f in frame_items(c.frames)]
+        raw = [f for item in node.raw for f in self._resolve(item)]
+        log = os.path.join(self.log_dir or os.path.join(self.output_dir,
+                                                        node.name),
+                           node.name + '.log')
+        return {'name': node.name, 'recipe': node.recipe.__name__,
+                'library': node.recipe.__file__,
+                'version': node.recipe.version[0], 'tag': node.tag,
+                'raw': raw, 'calib': calib, 'param': param, 'env': env,
+                'auto_env': auto_env,
+                'output_dir': os.path.join(self.output_dir, node.name),
+                'log': log, 'timeout': self.o['timeout']}
+
+    @staticmethod
+    def _key(task: Mapping[str, Any]) -> str:
+        digest = {
+            'recipe': task['recipe'], 'library': task['library'],
+            'version': task['version'], 'tag': task['tag'],
+            'param': sorted((k, repr(v)) for k, v in task['param'].items()),
+            # not what cplrun chose itself (OMP_NUM_THREADS depends on
+            # n_workers): another n_workers reuses the same runs
+            'env': sorted((k, v) for k, v in task['env'].items()
+                          if k not in task.get('auto_env', ())),
+            'raw': [_file_digest(f) for f in task['raw']],
+            'calib': sorted((t, [_file_digest(f) for f in fs])
+                            for t, fs in task['calib'].items())}
+        return hashlib.sha256(json.dumps(digest, sort_keys=True).encode()
+                              ).hexdigest()
+
+    def _reusable(self, task: dict, key: str) -> dict | None:
+        """The products of an earlier identical run, if all are there."""
+        path = os.path.join(task['output_dir'], RUN_RECORD)
+        try:
+            with open(path, encoding='utf-8') as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if record.get('key') != key:
+            return None
+        products = record.get('products', {})
+        files = [p for v in products.values() for p in frame_items(v)]
+        return products if all(os.path.isfile(p) for p in files) else None
+
+    @staticmethod
+    def _forget(task: dict) -> None:
+        """Before a rerun: the record goes first (a run that dies later
+        never looks finished), then the products it listed and the work
+        folders earlier failures left for inspection."""
+        shutil.rmtree(os.path.join(task['output_dir'], '.cplrun-work'),
+                      ignore_errors=True)
+        path = os.path.join(task['output_dir'], RUN_RECORD)
+        try:
+            with open(path, encoding='utf-8') as f:
+                old = json.load(f)
+            os.unlink(path)
+        except (OSError, ValueError):
+            return
+        for value in old.get('products', {}).values():
+            for p in frame_items(value):
+                if os.path.dirname(os.path.abspath(p)) == task['output_dir']:
+                    try:
+                        os.unlink(p)
+                    except OSError:
+                        pass
+
+    @staticmethod
+    def _remember(task: dict, key: str, products: dict) -> None:
+        path = os.path.join(task['output_dir'], RUN_RECORD)
+        fd, tmp = tempfile.mkstemp(dir=task['output_dir'], prefix='.cplrun-')
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            json.dump({'key': key, 'recipe': task['recipe'],
+                       'products': products, 'finished': time.time()}, f)
+        os.replace(tmp, path)
+
+    # -- the loop
+    def run(self) -> Report:
+        started = time.monotonic()
+        self._check_inputs()
+        if self.o['preflight']:
+            self._preflight()
+        os.makedirs(self.output_dir, exist_ok=True)
+        display = _make_display(self.o['progress'], list(self.records.values()))
+        executor = self.o['executor']
+        own_executor = executor is None
+        if own_executor:
+            executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.n_workers, thread_name_prefix='cplrun-run')
+        futures: dict[Any, tuple[Node, dict, str]] = {}
+        try:
+            with display:
+                try:
+                    self._loop(executor, futures, own_executor, display)
+                except BaseException:
+                    # Interrupted (Ctrl-C): every run is killed, the report
+                    # (and the display's last state) says so.
+                    self._cancel_running()
+                    for fut, (node, _task, _key) in list(futures.items()):
+                        try:
+                            self._record_outcome(node, fut.result(timeout=30))
+                        except Exception:
+                            pass
+                    self._settle_unstarted('cancelled')
+                    self._refresh(display)
+                    self._write_report(started)
+                    raise
+        finally:
+            if own_executor:
+                executor.shutdown(wait=True)
+        return self._write_report(started)
+
+    def _loop(self, executor, futures, local: bool, display) -> None:
+        stopping = False
+        while True:
+            if not stopping:
+                stopping = self._submit_ready(executor, futures, local)
+            if not futures:
+                break
+            done, _ = concurrent.futures.wait(
+                list(futures), timeout=0.25,
+                return_when=concurrent.futures.FIRST_COMPLETED)
+            for fut in done:
+                node, task, key = futures.pop(fut)
+                if self._finish(node, task, key, fut.result(), executor,
+                                futures, local):
+                    stopping = True
+            if stopping:
+                self._cancel_running()
+            self._refresh(display)
+        self._settle_unstarted('cancelled' if stopping else 'skipped')
+        self._refresh(display)
+
+    def _write_report(self, started: float) -> Report:
+        report = Report([self.records[n.name] for n in self.nodes],
+                        self.output_dir, time.monotonic() - started)
+        try:
+            report.to_json(os.path.join(self.output_dir, 'report.json'))
+        except OSError:
+            pass
+        return report
+
+    def _ready(self) -> list[Node]:
+        ready = []
+        for node in self.nodes:
+            record = self.records[node.name]
+            if record.status != 'pending':
+                continue
+            deps = [self.records[d].status for d in node.depends_on()]
+            if any(s not in DONE_OK + ('pending', 'running') for s in deps):
+                record.status = 'skipped'
+                record.error = 'skipped: needs %s, which did not succeed' % \
+                    ', '.join(d for d in node.depends_on()
+                              if self.records[d].status not in DONE_OK)
+            elif all(s in DONE_OK for s in deps):
+                ready.append(node)
+        return ready
+
+    def _submit_ready(self, executor, futures, local: bool) -> bool:
+        """Submits what is ready; True when a run failed to prepare and
+        the workflow must stop (fail_fast)."""
+        # A reused run makes its dependents ready at once: look again.
+        while True:
+            settled, failed = self._submit_some(executor, futures, local)
+            if failed and self.o['fail_fast']:
+                return True
+            if not settled:
+                return False
+
+    def _submit_some(self, executor, futures, local: bool
+                     ) -> tuple[bool, bool]:
+        """Submits ready runs while there is room; returns whether a run
+        was settled without running (reused or failed to prepare), and
+        whether one failed to prepare."""
+        settled = failed = False
+        for node in self._ready():
+            if len(futures) >= self.n_workers:
+                break
+            record = self.records[node.name]
+            try:
+                task = self._task(node)
+                key = self._key(task)
+            except (ValueError, TypeError, OSError) as exc:
+                record.status, record.error = 'failed', str(exc)
+                settled = failed = True
+                continue
+            record.omp_threads = _int_or_none(task['env'].get(
+                'OMP_NUM_THREADS', os.environ.get('OMP_NUM_THREADS')))
+            record.log = task['log']
+            reused = None if self.o['force'] else self._reusable(task, key)
+            if reused is not None:
+                record.status, record.products = 'cached', reused
+                self.products[node.name] = reused
+                settled = True
+                continue
+            os.makedirs(task['output_dir'], exist_ok=True)
+            os.makedirs(os.path.dirname(task['log']), exist_ok=True)
+            self._forget(task)
+            self._submit(executor, futures, node, task, key, local)
+        return settled, failed
+
+    def _submit(self, executor, futures, node, task, key, local) -> None:
+        record = self.records[node.name]
+        record.status = 'running'
+        record.attempts += 1
+        record.started = time.time()
+        if local:
+            control = self.controls[node.name] = RunControl()
+            fut = executor.submit(run_task, task, control)
+        else:
+            fut = executor.submit(run_task, task)
+        futures[fut] = (node, task, key)
+
+    def _record_outcome(self, node: Node, outcome: dict) -> None:
+        record = self.records[node.name]
+        record.status = outcome['status']
+        record.error = outcome.get('error')
+        record.products = outcome.get('products') or {}
+        for field in ('wall_s', 'cpu_s', 'max_rss_mb', 'worker'):
+            if outcome.get(field) is not None:
+                setattr(record, field, outcome[field])
+
+    def _finish(self, node, task, key, outcome, executor, futures,
+                local) -> bool:
+        """Takes a finished run's outcome; True when the workflow must
+        stop (fail_fast)."""
+        self._record_outcome(node, outcome)
+        record = self.records[node.name]
+        if record.status == 'success':
+            self.products[node.name] = record.products
+            self._remember(task, key, record.products)
+            return False
+        if record.status == 'crashed' and record.attempts <= self.o['retries']:
+            self._submit(executor, futures, node, task, key, local)
+            return False
+        return self.o['fail_fast'] and record.status in (
+            'failed', 'crashed', 'timeout')
+
+    def _cancel_running(self) -> None:
+        for name, control in self.controls.items():
+            if self.records[name].status == 'running':
+                control.cancel_requested.set()
+
+    def _settle_unstarted(self, status: str) -> None:
+        self._ready()       # marks the dependents of failed runs skipped
+        for record in self.records.values():
+            if record.status == 'pending':
+                record.status = status
+                record.error = record.error or (
+                    'not started: the workflow stopped' if status == 'cancelled'
+                    else 'not started')
+
+    def _refresh(self, display) -> None:
+        for name, control in self.controls.items():
+            record = self.records[name]
+            if record.status == 'running':
+                record.message = control.last_message
+        display.update()
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class _NoDisplay:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self) -> None:
+        pass
+
+
+def _make_display(progress: bool | None, records: list[RunRecord]):
+    if progress is False or (progress is None and not sys.stdout.isatty()):
+        return _NoDisplay()
+    from .progress import LiveDisplay
+    return LiveDisplay(records)

@@ -1,0 +1,161 @@
+"""The ``cplrun`` command line, called in-process through cpl.cli.main."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from astropy.io import fits
+
+from cpl import cli
+
+
+def sof(path, *lines):
+    with open(path, 'w') as f:
+        f.write(''.join('%s %s\n' % line for line in lines))
+    return str(path)
+
+
+def test_list_shows_the_test_recipes_with_versions(capsys):
+    assert cli.main(['list']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    found = {line.split()[0]: line.split()[1] for line in lines}
+    assert found['rtest_copy'] == '1.2.3'
+    assert 'rtest_params' in found
+
+
+def test_info_text_and_json(capsys):
+    assert cli.main(['info', 'rtest_params']) == 0
+    text = capsys.readouterr().out
+    assert '--int_range  (int, default 5, range 0..10)' in text
+    assert 'one of mean, median, sigclip' in text
+    assert 'RAW -> PARAMS' in text
+    assert cli.main(['info', 'rtest_params', '--json']) == 0
+    doc = json.loads(capsys.readouterr().out)
+    params = {p['name']: p for p in doc['parameters']}
+    assert params['int_range']['range'] == [0, 10]
+    assert params['enum_string']['choices'] == ['mean', 'median', 'sigclip']
+    assert params['stack.sigma.low']['fullname'] == \
+        'cplrun.rtest_params.stack.sigma.low'
+    assert doc['outputs'] == {'RAW': ['PARAMS']}
+    assert doc['version'] == '1.2.3'
+
+
+def test_unknown_recipe_is_exit_2(capsys):
+    assert cli.main(['info', 'rtest_nope']) == 2
+    assert "recipe 'rtest_nope' not found" in capsys.readouterr().err
+
+
+def test_run_one_run_per_sof_named_by_stem(tmp_path, raw, raw2, capsys):
+    a = sof(tmp_path / 'night1.sof', (raw, 'RAW'))
+    b = sof(tmp_path / 'night2.sof', (raw2, 'RAW'))
+    out = tmp_path / 'out'
+    report_file = tmp_path / 'r.json'
+    code = cli.main(['run', 'rtest_params', a, b, '-p', 'int_value=7',
+                     '-o', str(out), '-j', '2', '--no-progress',
+                     '--report', str(report_file)])
+    assert code == 0, capsys.readouterr()
+    report = json.loads(report_file.read_text())
+    assert [r['name'] for r in report['runs']] == ['night1', 'night2']
+    for name in ('night1', 'night2'):
+        product = out / name / 'rtest_params.fits'
+        assert fits.getheader(product)['ESO QC INT_VALUE'] == 7
+    assert os.path.isfile(out / 'report.json')
+    text = capsys.readouterr().out
+    assert 'night1' in text and '2 success' in text
+    # The same again is reused.
+    assert cli.main(['run', 'rtest_params', a, b, '-p', 'int_value=7',
+                     '-o', str(out), '--no-progress']) == 0
+    assert '2 cached' in capsys.readouterr().out
+
+
+def test_run_with_an_rc_file(tmp_path, raw, capsys):
+    rc = tmp_path / 'p.rc'
+    rc.write_text('# esorex style\ncplrun.rtest_params.int_range=9\n'
+                  'esorex.caller.msg-level=info\n')
+    out = tmp_path / 'out'
+    assert cli.main(['run', 'rtest_params', sof(tmp_path / 's.sof', (raw, 'RAW')),
+                     '--recipe-config', str(rc), '-o', str(out),
+                     '--no-progress']) == 0
+    assert fits.getheader(out / 's' / 'rtest_params.fits')['ESO QC INT_RANGE'] == 9
+
+
+def test_run_exit_1_when_a_run_fails_with_problems_listed(tmp_path, raw, capsys):
+    code = cli.main(['run', 'rtest_error', sof(tmp_path / 'bad.sof', (raw, 'RAW')),
+                     '-o', str(tmp_path / 'out'), '--no-progress'])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert 'Problems:' in out and 'outer failure' in out and 'log:' in out
+
+
+def test_run_exit_2_for_missing_inputs_and_nothing_created(tmp_path, capsys):
+    missing = str(tmp_path / 'gone.fits')
+    out = tmp_path / 'out'
+    code = cli.main(['run', 'rtest_copy', sof(tmp_path / 'm.sof', (missing, 'RAW')),
+                     '-o', str(out), '--no-progress'])
+    assert code == 2
+    assert missing in capsys.readouterr().err
+    assert not out.exists()
+    assert cli.main(['run', 'rtest_copy', str(tmp_path / 'none.sof'),
+                     '-o', str(out)]) == 2
+    assert 'no such SOF file' in capsys.readouterr().err
+
+
+def test_run_lenient_skips_and_exits_1(tmp_path, raw, capsys):
+    good = sof(tmp_path / 'good.sof', (raw, 'RAW'))
+    bad = sof(tmp_path / 'bad.sof', (str(tmp_path / 'gone.fits'), 'RAW'))
+    code = cli.main(['run', 'rtest_copy', good, bad, '--lenient',
+                     '-o', str(tmp_path / 'out'), '--no-progress'])
+    assert code == 1
+    text = capsys.readouterr().out
+    assert '1 success' in text and '1 skipped' in text
+
+
+def test_bad_parameter_is_exit_2(tmp_path, raw, capsys):
+    code = cli.main(['run', 'rtest_params', sof(tmp_path / 's.sof', (raw, 'RAW')),
+                     '-p', 'int_range=99', '-o', str(tmp_path / 'out')])
+    assert code == 2
+    assert 'outside the range' in capsys.readouterr().err
+
+
+def test_timeout_option(tmp_path, raw, capsys):
+    code = cli.main(['run', 'rtest_hang', sof(tmp_path / 'h.sof', (raw, 'RAW')),
+                     '--timeout', '1', '-o', str(tmp_path / 'out'),
+                     '--no-progress'])
+    assert code == 1
+    assert 'timeout' in capsys.readouterr().out
+
+
+def test_workflow_file(tmp_path, raw, capsys):
+    script = tmp_path / 'wf.py'
+    script.write_text(
+        'from cpl.parallel import Workflow\n'
+        'workflow = Workflow()\n'
+        'a = workflow.add("rtest_copy", %r, name="first")\n'
+        'workflow.add("rtest_copy", a.PRODUCT, name="second")\n' % raw)
+    out = tmp_path / 'out'
+    assert cli.main(['workflow', str(script), '-o', str(out),
+                     '--no-progress']) == 0
+    header = fits.getheader(out / 'second' / 'rtest_copy.fits')
+    assert header['ESO PRO REC2 RAW1 NAME'] == 'rtest_copy.fits'
+    (tmp_path / 'nowf.py').write_text('x = 1\n')
+    assert cli.main(['workflow', str(tmp_path / 'nowf.py')]) == 2
+
+
+def test_demo_runs_a_real_reduction(system_path, tmp_path, capsys):
+    from cpl import synthetic
+    if not synthetic.available_instruments():
+        pytest.skip('no MUSE, UVES or NACO pipeline installed')
+    code = cli.main(['demo', str(tmp_path / 'demo'), '--no-progress'])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    report = json.loads((tmp_path / 'demo' / 'products' / 'report.json')
+                        .read_text())
+    statuses = {r['name']: r['status'] for r in report['runs']}
+    assert set(statuses.values()) == {'success'}
+    if 'uves_dark' in statuses:
+        dark = report['runs'][[r['name'] for r in report['runs']]
+                              .index('uves_dark')]['products']
+        header = fits.getheader(dark['MASTER_DARK_BLUE'])
+        assert header['ESO PRO REC1 CAL1 NAME'] == 'masterbias_blue.fits'
+    assert 'Products:' in text and 'report.json' in text
