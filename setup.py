@@ -82,7 +82,9 @@ setup(
     packages=find_packages(include=['cpl', 'cpl.*']),
     install_requires=['numpy', 'astropy', 'psutil', 'rich'],
     extras_require={
-        'test': ['pytest', 'hypothesis', 'psutil'],
+        'dask': ['dask[distributed]', 'dask-jobqueue'],
+        'test': ['pytest', 'hypothesis', 'psutil', 'dask[distributed]',
+                 'dask-jobqueue'],
     },
     entry_points={'console_scripts': ['cplrun = cpl.cli:main']},
     cmdclass={'build_ext': BuildRunner},

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import textwrap
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from .recipe import Recipe
 
@@ -120,6 +120,36 @@ def _run_options(args: argparse.Namespace) -> dict:
                 preflight=not args.no_preflight, force_run=args.force_run)
 
 
+def _cluster(args: argparse.Namespace):
+    """The Dask cluster the options ask for, or None for this machine."""
+    if not args.scheduler and not args.cluster:
+        return None
+    from .cluster import DaskClusterManager
+    if args.scheduler:
+        return DaskClusterManager(scheduler_address=args.scheduler,
+                                  cluster_type='address',
+                                  nworkers=args.workers)
+    return DaskClusterManager(
+        nworkers=args.workers or (os.cpu_count() if args.cluster == 'local'
+                                  else 1),
+        cluster_type=args.cluster, slurm_queue=args.slurm_queue,
+        slurm_account=args.slurm_account, slurm_walltime=args.slurm_walltime,
+        slurm_job_mem=args.slurm_job_mem,
+        slurm_cores_per_job=args.slurm_cores_per_job,
+        slurm_job_extra_directives=args.slurm_job_extra,
+        slurm_python=args.slurm_python,
+        slurm_log_directory=args.slurm_log_directory)
+
+
+def _run_on(args: argparse.Namespace, start: Callable) -> Any:
+    """start(executor) on the cluster the options ask for (or locally)."""
+    cluster = _cluster(args)
+    if cluster is None:
+        return start(None)
+    with cluster:
+        return start(cluster)
+
+
 def _finish(report, args: argparse.Namespace) -> int:
     print()
     report.summary()
@@ -138,7 +168,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.recipe_config:
         recipe.param = load_rc(args.recipe_config)
     params = _parse_params(args.param)
-    report = run_batch(recipe, args.sof, param=params, **_run_options(args))
+    report = _run_on(args, lambda executor: run_batch(
+        recipe, args.sof, param=params, executor=executor,
+        **_run_options(args)))
     return _finish(report, args)
 
 
@@ -151,7 +183,9 @@ def cmd_workflow(args: argparse.Namespace) -> int:
         print('cplrun: %s must build a cpl.parallel.Workflow named '
               '"workflow"' % args.file, file=sys.stderr)
         return 2
-    return _finish(workflow.run(**_run_options(args)), args)
+    report = _run_on(args, lambda executor: workflow.run(
+        executor=executor, **_run_options(args)))
+    return _finish(report, args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -186,6 +220,24 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help='skip the memory and disk estimate')
     p.add_argument('--force-run', action='store_true',
                    help='run even when the estimate says it will not fit')
+    dask = p.add_argument_group('on a Dask cluster (pip install cplrun[dask])')
+    dask.add_argument('--scheduler', metavar='tcp://HOST:PORT',
+                      help='an existing Dask scheduler')
+    dask.add_argument('--cluster', choices=['local', 'slurm'],
+                      help='start a Dask cluster: worker processes here, or '
+                           'SLURM jobs')
+    dask.add_argument('--workers', type=int, metavar='N',
+                      help='Dask workers to start (or wait for)')
+    dask.add_argument('--slurm-queue')
+    dask.add_argument('--slurm-account')
+    dask.add_argument('--slurm-walltime', default='24:00:00')
+    dask.add_argument('--slurm-job-mem', metavar='MEM')
+    dask.add_argument('--slurm-cores-per-job', type=int, default=1)
+    dask.add_argument('--slurm-job-extra', action='append', metavar='DIRECTIVE',
+                      help='an extra #SBATCH directive (repeatable)')
+    dask.add_argument('--slurm-python', metavar='PYTHON',
+                      help='the Python of the jobs (default: this one)')
+    dask.add_argument('--slurm-log-directory', default='logs')
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,6 +28,7 @@ import warnings as _warnings
 from typing import IO, Any, Callable, Iterable, Mapping, Sequence
 
 from . import esorex
+from ._backends import backend_for, dask_worker, watch_dask_cancel
 from ._run import Cancelled, RunControl, execute
 from .frames import frame_items
 from .recipe import Recipe
@@ -398,6 +399,9 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
     started = time.time()
     outcome: dict[str, Any] = {'status': 'failed', 'products': {},
                                'error': None, 'started': started}
+    worker = dask_worker() if task.get('on_dask') else None
+    stop_watch = watch_dask_cancel(task['cancel_event'], control) \
+        if worker is not None else None
     try:
         recipe = Recipe(task['recipe'], filename=task['library'],
                         version=task['version'])
@@ -408,6 +412,10 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
             'env': task['env'], 'output_dir': task['output_dir'],
             'timeout': task.get('timeout')})
         spec.log_copy = task.get('log')
+        if worker is not None:
+            # Scratch on the worker's own disk; products go to output_dir,
+            # which must be on a file system the client shares.
+            spec.temp_dir = os.path.join(worker.local_directory, 'cplrun')
         result = execute(spec, control)
         outcome['status'] = 'success'
         outcome['products'] = {tag: value for tag, value in result}
@@ -423,13 +431,16 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
     except Exception as exc:        # bad input found at run time
         outcome['status'] = 'failed'
         outcome['error'] = '%s: %s' % (type(exc).__name__, exc)
+    finally:
+        if stop_watch is not None:
+            stop_watch.set()
     exit_event = control.exit or {}
     outcome['wall_s'] = time.time() - started
     if exit_event:
         outcome['cpu_s'] = exit_event.get('utime', 0) + exit_event.get('stime', 0)
         outcome['max_rss_mb'] = exit_event.get('maxrss_kb', 0) / 1024.0
-    outcome['worker'] = '%s:%s' % (socket.gethostname(),
-                                   control.pid if control.pid else os.getpid())
+    outcome['worker'] = worker.address if worker is not None else '%s:%s' % (
+        socket.gethostname(), control.pid if control.pid else os.getpid())
     return outcome
 
 
@@ -460,14 +471,14 @@ class _Execution:
         self.output_dir = os.path.abspath(options['output_dir'])
         self.log_dir = os.path.abspath(options['log_dir']) \
             if options['log_dir'] else None
-        self.n_workers = max(1, int(options['n_workers'] or os.cpu_count() or 1))
+        self.n_workers = int(options['n_workers']) if options['n_workers'] \
+            else None        # None: what the backend has
+        self.backend = None
         self.records = {n.name: RunRecord(n.name, n.recipe.__name__,
                                           depends_on=n.depends_on())
                         for n in self.nodes}
         self.products: dict[str, dict] = {}
-        self.controls: dict[str, RunControl] = {}
-        self.omp = str(max(1, (os.cpu_count() or 1)
-                           // min(self.n_workers, self._width())))
+        self.omp = '1'
 
     def _width(self) -> int:
         """How many runs can be going at once at most: the largest number
@@ -523,9 +534,11 @@ class _Execution:
         disk_need = DISK_PER_INPUT_BYTE * sum(sizes)
         disk_have = shutil.disk_usage(where).free
         warnings, refusals = [], []
-        for what, need, have in (('memory', ram_need, ram_have),
-                                 ('disk space at %s' % self.output_dir,
-                                  disk_need, disk_have)):
+        checks = [('disk space at %s' % self.output_dir, disk_need, disk_have)]
+        if self.backend.is_local:
+            # On a cluster the runs use the workers' memory, not ours.
+            checks.insert(0, ('memory', ram_need, ram_have))
+        for what, need, have in checks:
             text = ('estimated %s need %.1f GB, %.1f GB available'
                     % (what, need / 1e9, have / 1e9))
             if need > have:
@@ -643,59 +656,54 @@ class _Execution:
     # -- the loop
     def run(self) -> Report:
         started = time.monotonic()
-        self._check_inputs()
-        if self.o['preflight']:
-            self._preflight()
-        os.makedirs(self.output_dir, exist_ok=True)
-        display = _make_display(self.o['progress'], list(self.records.values()))
-        executor = self.o['executor']
-        own_executor = executor is None
-        if own_executor:
-            executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self.n_workers, thread_name_prefix='cplrun-run')
+        self.backend = backend_for(self.o['executor'], run_task,
+                                   self.n_workers)
         futures: dict[Any, tuple[Node, dict, str]] = {}
         try:
+            self.n_workers = max(1, self.n_workers or self.backend.slots)
+            self.omp = str(self.backend.omp_threads(
+                min(self.n_workers, self._width())))
+            self._check_inputs()
+            if self.o['preflight']:
+                self._preflight()
+            os.makedirs(self.output_dir, exist_ok=True)
+            display = _make_display(self.o['progress'],
+                                    list(self.records.values()))
             with display:
                 try:
-                    self._loop(executor, futures, own_executor, display)
+                    self._loop(futures, display)
                 except BaseException:
                     # Interrupted (Ctrl-C): every run is killed, the report
                     # (and the display's last state) says so.
-                    self._cancel_running()
+                    self._cancel_running(futures)
                     for fut, (node, _task, _key) in list(futures.items()):
-                        try:
-                            self._record_outcome(node, fut.result(timeout=30))
-                        except Exception:
-                            pass
+                        self._record_outcome(
+                            node, self.backend.outcome(fut, timeout=30))
                     self._settle_unstarted('cancelled')
-                    self._refresh(display)
+                    self._refresh(futures, display)
                     self._write_report(started)
                     raise
         finally:
-            if own_executor:
-                executor.shutdown(wait=True)
+            self.backend.close()
         return self._write_report(started)
 
-    def _loop(self, executor, futures, local: bool, display) -> None:
+    def _loop(self, futures: dict, display) -> None:
         stopping = False
         while True:
             if not stopping:
-                stopping = self._submit_ready(executor, futures, local)
+                stopping = self._submit_ready(futures)
             if not futures:
                 break
-            done, _ = concurrent.futures.wait(
-                list(futures), timeout=0.25,
-                return_when=concurrent.futures.FIRST_COMPLETED)
-            for fut in done:
+            for fut in self.backend.wait(futures, 0.25):
                 node, task, key = futures.pop(fut)
-                if self._finish(node, task, key, fut.result(), executor,
-                                futures, local):
+                if self._finish(node, task, key, self.backend.outcome(fut),
+                                futures):
                     stopping = True
             if stopping:
-                self._cancel_running()
-            self._refresh(display)
+                self._cancel_running(futures)
+            self._refresh(futures, display)
         self._settle_unstarted('cancelled' if stopping else 'skipped')
-        self._refresh(display)
+        self._refresh(futures, display)
 
     def _write_report(self, started: float) -> Report:
         report = Report([self.records[n.name] for n in self.nodes],
@@ -722,19 +730,18 @@ class _Execution:
                 ready.append(node)
         return ready
 
-    def _submit_ready(self, executor, futures, local: bool) -> bool:
+    def _submit_ready(self, futures: dict) -> bool:
         """Submits what is ready; True when a run failed to prepare and
         the workflow must stop (fail_fast)."""
         # A reused run makes its dependents ready at once: look again.
         while True:
-            settled, failed = self._submit_some(executor, futures, local)
+            settled, failed = self._submit_some(futures)
             if failed and self.o['fail_fast']:
                 return True
             if not settled:
                 return False
 
-    def _submit_some(self, executor, futures, local: bool
-                     ) -> tuple[bool, bool]:
+    def _submit_some(self, futures: dict) -> tuple[bool, bool]:
         """Submits ready runs while there is room; returns whether a run
         was settled without running (reused or failed to prepare), and
         whether one failed to prepare."""
@@ -762,20 +769,16 @@ class _Execution:
             os.makedirs(task['output_dir'], exist_ok=True)
             os.makedirs(os.path.dirname(task['log']), exist_ok=True)
             self._forget(task)
-            self._submit(executor, futures, node, task, key, local)
+            self._submit(futures, node, task, key)
         return settled, failed
 
-    def _submit(self, executor, futures, node, task, key, local) -> None:
+    def _submit(self, futures: dict, node: Node, task: dict, key: str
+                ) -> None:
         record = self.records[node.name]
         record.status = 'running'
         record.attempts += 1
         record.started = time.time()
-        if local:
-            control = self.controls[node.name] = RunControl()
-            fut = executor.submit(run_task, task, control)
-        else:
-            fut = executor.submit(run_task, task)
-        futures[fut] = (node, task, key)
+        futures[self.backend.submit(task)] = (node, task, key)
 
     def _record_outcome(self, node: Node, outcome: dict) -> None:
         record = self.records[node.name]
@@ -786,8 +789,8 @@ class _Execution:
             if outcome.get(field) is not None:
                 setattr(record, field, outcome[field])
 
-    def _finish(self, node, task, key, outcome, executor, futures,
-                local) -> bool:
+    def _finish(self, node: Node, task: dict, key: str, outcome: dict,
+                futures: dict) -> bool:
         """Takes a finished run's outcome; True when the workflow must
         stop (fail_fast)."""
         self._record_outcome(node, outcome)
@@ -797,15 +800,14 @@ class _Execution:
             self._remember(task, key, record.products)
             return False
         if record.status == 'crashed' and record.attempts <= self.o['retries']:
-            self._submit(executor, futures, node, task, key, local)
+            self._submit(futures, node, task, key)
             return False
         return self.o['fail_fast'] and record.status in (
             'failed', 'crashed', 'timeout')
 
-    def _cancel_running(self) -> None:
-        for name, control in self.controls.items():
-            if self.records[name].status == 'running':
-                control.cancel_requested.set()
+    def _cancel_running(self, futures: dict) -> None:
+        for fut in futures:
+            self.backend.cancel(fut)
 
     def _settle_unstarted(self, status: str) -> None:
         self._ready()       # marks the dependents of failed runs skipped
@@ -816,11 +818,9 @@ class _Execution:
                     'not started: the workflow stopped' if status == 'cancelled'
                     else 'not started')
 
-    def _refresh(self, display) -> None:
-        for name, control in self.controls.items():
-            record = self.records[name]
-            if record.status == 'running':
-                record.message = control.last_message
+    def _refresh(self, futures: dict, display) -> None:
+        for fut, (node, _task, _key) in futures.items():
+            self.records[node.name].message = self.backend.last_message(fut)
         display.update()
 
 

@@ -12,6 +12,19 @@ _BOOL_WORDS = {'true': True, 'false': False, 'yes': True, 'no': False,
                't': True, 'f': False, '1': True, '0': False}
 
 
+class InstanceDoc:
+    """A ``__doc__`` that is the class's docstring on the class and, on an
+    instance, made by ``compute(instance)`` when first asked for: help
+    texts are wrapped only if somebody reads them."""
+
+    def __init__(self, compute, class_doc: str | None) -> None:
+        self.compute = compute
+        self.class_doc = class_doc
+
+    def __get__(self, obj: Any, cls: type | None = None) -> str | None:
+        return self.class_doc if obj is None else self.compute(obj)
+
+
 class UnknownParameterError(KeyError, AttributeError):
     """No parameter of that name.  Both a KeyError (``param['x']``) and an
     AttributeError (``param.x``, so that ``hasattr`` works)."""
@@ -48,8 +61,12 @@ class Parameter:
         self.recipe = recipe
         self.help: str = description.get('help') or ''
         self._value = None
-        self.__doc__ = textwrap.fill('%s (%s; default: %r)' % (
+
+    def _doc(self) -> str:
+        return textwrap.fill('%s (%s; default: %r)' % (
             self.help, self.type.__name__, self.default))
+
+    __doc__ = InstanceDoc(_doc, __doc__)
 
     @property
     def value(self) -> Any:
@@ -172,7 +189,6 @@ class ParameterList:
             index.setdefault(group, sub)
             index.setdefault(_attribute_name(group), sub)
         object.__setattr__(self, '_index', index)
-        object.__setattr__(self, '__doc__', self._doc())
 
     def _find(self, key: str) -> Any:
         found = self._index.get(key)
@@ -273,3 +289,5 @@ class ParameterList:
             textwrap.fill(p.__doc__, subsequent_indent=' ' * (width + 3),
                           initial_indent=' %s: ' % p.name.rjust(width)) + '\n'
             for p in self._pars)
+
+    __doc__ = InstanceDoc(_doc, __doc__)

@@ -11,7 +11,7 @@ from astropy.io import fits
 from . import _index
 from ._run import RunSpec, execute
 from .frames import FrameConfig, FrameList, check_input_file, frame_items
-from .param import Parameter, ParameterList
+from .param import InstanceDoc, Parameter, ParameterList
 from .threaded import RecipeThread, SlotWait, slots
 
 _CALL_KEYWORDS = frozenset((
@@ -103,7 +103,6 @@ class Recipe:
         self.timeout: float | None = None
         """Seconds after which a run is killed (RecipeTimeout); None: never."""
         self._env = RecipeEnv()
-        self.__doc__ = self._doc()
 
     # --- what the recipe says about itself -----------------------------
     def _new_params(self) -> ParameterList:
@@ -416,6 +415,8 @@ class Recipe:
                                   subsequent_indent=' ' * (width + 6)) + '\n'
                     for t in tags)
         return text
+
+    __doc__ = InstanceDoc(_doc, __doc__)
 
     def __repr__(self) -> str:
         return 'Recipe(%r, version = %r)' % (self.__name__, self.version[0])
