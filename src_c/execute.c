@@ -61,18 +61,30 @@ static cpl_msg_severity severity(const char *level)
     return CPL_MSG_OFF;
 }
 
+/* Splits "key=value" (parameters, frames: keys hold no '='); returns the
+ * value, or NULL with an error text when the item has no '='. */
+static const char *split_item(const char *item, const char *what, char *key,
+                              size_t key_len, char *err, size_t err_len)
+{
+    const char *eq = strchr(item, '=');
+    if (eq == NULL) {
+        snprintf(err, err_len, "malformed %s item '%s'", what, item);
+        return NULL;
+    }
+    snprintf(key, key_len, "%.*s", (int)(eq - item), item);
+    return eq + 1;
+}
+
 /* Sets one parameter from "name=value"; returns an error text or NULL. */
 static const char *set_parameter(cpl_parameterlist *params, const char *item,
                                  char *err, size_t err_len)
 {
-    const char *eq = strchr(item, '=');
-    if (eq == NULL) {
-        snprintf(err, err_len, "malformed parameter item '%s'", item);
+    char name[1024];
+    const char *value = split_item(item, "parameter", name, sizeof name, err,
+                                   err_len);
+    if (value == NULL) {
         return err;
     }
-    char name[1024];
-    snprintf(name, sizeof name, "%.*s", (int)(eq - item), item);
-    const char *value = eq + 1;
     cpl_parameter *p = cpl_parameterlist_find(params, name);
     if (p == NULL) {
         snprintf(err, err_len, "unknown parameter '%s'", name);
@@ -114,15 +126,13 @@ static const char *set_parameter(cpl_parameterlist *params, const char *item,
 static const char *add_frame(cpl_frameset *frames, const char *item,
                              char *err, size_t err_len)
 {
-    const char *eq = strchr(item, '=');
-    if (eq == NULL) {
-        snprintf(err, err_len, "malformed frame item '%s'", item);
+    char tag[1024];
+    const char *path = split_item(item, "frame", tag, sizeof tag, err, err_len);
+    if (path == NULL) {
         return err;
     }
-    char tag[1024];
-    snprintf(tag, sizeof tag, "%.*s", (int)(eq - item), item);
     cpl_frame *frame = cpl_frame_new();
-    cpl_frame_set_filename(frame, eq + 1);
+    cpl_frame_set_filename(frame, path);
     cpl_frame_set_tag(frame, tag);
     cpl_frameset_insert(frames, frame);
     return NULL;
