@@ -14,7 +14,7 @@ DEMO_DIR ?= demo-output
 # display test.
 DEBIAN_PACKAGES = libcpl-dev esorex gdb gcc make python3-venv \
                   cpl-plugin-uves cpl-plugin-naco cpl-plugin-muse \
-                  python3-cpl tmux
+                  python3-cpl tmux slurm-wlm munge
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 STAMP_DEBIAN = $(VENV)/.debian-packages

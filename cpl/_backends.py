@@ -87,20 +87,24 @@ class DaskBackend:
         self.client = client
         self.slots = max(1, sum(client.nthreads().values()))
         self.shares_memory = False
+        #: keys of runs whose cancel Event was set
+        self.cancelled: set[str] = set()
 
     is_local = False
 
     def omp_threads(self, concurrent: int) -> int:
-        """The cores per task slot of the most crowded worker host."""
-        cores = self.client.run(os.cpu_count)
+        """The cores per task slot of the most crowded worker: the cores a
+        worker may use (its SLURM job's, else its CPU affinity) shared by
+        the task slots of all workers using the same cores."""
+        # a worker that cannot answer counts as one core of its own
+        cores = self.client.run(_worker_cores, on_error='ignore')
         threads = self.client.nthreads()
-        per_host: dict[str, list[int]] = {}
-        info = self.client.scheduler_info()['workers']
+        per_group: dict[str, list[int]] = {}
         for address, n in threads.items():
-            host = info.get(address, {}).get('host', address)
-            per_host.setdefault(host, [0, cores.get(address) or 1])
-            per_host[host][0] += n
-        return min(max(1, c // max(1, n)) for n, c in per_host.values())
+            count, group = cores.get(address) or (1, address)
+            per_group.setdefault(group, [0, count])
+            per_group[group][0] += n
+        return min(max(1, c // max(1, n)) for n, c in per_group.values())
 
     def submit(self, task: dict) -> Any:
         key = 'cplrun-%s-%s' % (task['name'], uuid.uuid4().hex[:12])
@@ -119,6 +123,14 @@ class DaskBackend:
 
     def outcome(self, handle: Any, timeout: float | None = None) -> dict:
         from distributed import KilledWorker
+        if handle.key in self.cancelled:
+            # the scheduler forgets the event of a run that is over
+            self.cancelled.discard(handle.key)
+            try:
+                from distributed import Event
+                Event(handle.key, client=self.client).clear()
+            except Exception:
+                pass
         try:
             return handle.result(timeout=timeout)
         except KilledWorker as exc:
@@ -134,6 +146,7 @@ class DaskBackend:
     def cancel(self, handle: Any) -> None:
         from distributed import Event
         Event(handle.key, client=self.client).set()
+        self.cancelled.add(handle.key)
 
     def last_message(self, handle: Any) -> str | None:
         return None
@@ -167,24 +180,70 @@ def _is_dask_client(obj: Any) -> bool:
     return isinstance(obj, Client)
 
 
-def watch_dask_cancel(name: str, control: RunControl) -> threading.Event:
-    """On a Dask worker: sets control's cancel flag once the client sets
-    the Dask Event ``name``.  Returns the event that stops the watching."""
-    from distributed import Event
-    stop = threading.Event()
-    event = Event(name)
+#: How often a run on a Dask worker asks whether it was cancelled.
+CANCEL_POLL_SECONDS = 0.5
 
-    def watch() -> None:
-        while not stop.is_set():
-            try:
-                if event.wait(timeout=0.5):
-                    control.cancel_requested.set()
-                    return
-            except Exception:       # scheduler gone: nothing to watch
+
+class _CancelWatch:
+    """The thread that watches a Dask Event for a run; ``set()`` stops it
+    (and waits for it, so that no request of it outlives the run)."""
+
+    def __init__(self, name: str, control: RunControl) -> None:
+        from distributed import Event, get_client
+        self._stop = threading.Event()
+        # The task's thread knows its worker's client; the watching thread
+        # does not, so the Event must be given it.
+        self._event = Event(name, client=get_client())
+        self._control = control
+        self._thread = threading.Thread(target=self._watch,
+                                        name='cplrun-cancel-watch',
+                                        daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        # is_set(), not a waiting wait(): it leaves nothing pending on the
+        # scheduler (nor an event in its memory) when the run ends.
+        # At once (a run cancelled before it started is stopped within
+        # milliseconds, off the run's own path), then every so often.
+        while not self._check():
+            if self._stop.wait(CANCEL_POLL_SECONDS):
                 return
-    threading.Thread(target=watch, name='cplrun-cancel-watch',
-                     daemon=True).start()
-    return stop
+
+    def _check(self) -> bool:
+        try:
+            if self._event.is_set():
+                self._control.cancel_requested.set()
+                return True
+        except Exception:       # scheduler unreachable now: ask again
+            pass
+        return False
+
+    def set(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(10)
+
+
+def watch_dask_cancel(name: str, control: RunControl) -> _CancelWatch:
+    """On a Dask worker: sets control's cancel flag once the client sets
+    the Dask Event ``name``.  Returns what stops the watching (``set()``)."""
+    return _CancelWatch(name, control)
+
+
+def _worker_cores() -> tuple[int, str]:
+    """On a worker: (the cores it may use, what it shares them with).
+    Workers of one SLURM job share the job's cores; others, the host's."""
+    import socket
+    host = socket.gethostname()
+    job = os.environ.get('SLURM_JOB_ID')
+    per_task = os.environ.get('SLURM_CPUS_PER_TASK')
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    if job and per_task and per_task.isdigit():
+        return min(cores, int(per_task)), '%s/slurm-%s' % (host, job)
+    return cores, host
 
 
 def dask_worker() -> Any:

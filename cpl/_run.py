@@ -7,6 +7,7 @@ folder is removed; on failure nothing is returned or moved, and the folder
 stays, with the log, for inspection."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -17,6 +18,7 @@ import signal
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,12 +27,16 @@ from astropy.io import fits
 from . import _runner
 from .logger import LogReader, runner_loglevel
 from .result import (CplError, RecipeCrash, RecipeTimeout, Result, Stat,
-                     signal_name)
+                     inputs_text, signal_name)
 
 #: How often a waiting run reads new log lines.
 LOG_POLL_SECONDS = 0.2
 #: After SIGTERM, how long a run may take to end before SIGKILL.
 TERMINATE_GRACE_SECONDS = 2.0
+#: After SIGKILL, how long the runner may take to report the end before
+#: the run is given up (a process stuck in the kernel, or a runner that
+#: lost the run): a timeout is a bound, whatever happens.
+KILL_WAIT_SECONDS = 10.0
 
 LOG_FILE = '.cplrun-log'
 OUTPUT_FILE = '.cplrun-output'
@@ -63,6 +69,39 @@ class Cancelled(Exception):
     """Raised inside a run that was cancelled while running."""
 
 
+@contextlib.contextmanager
+def interrupts_noted():
+    """While waiting in the main thread: an Event set by Ctrl-C (SIGINT),
+    for loops to raise KeyboardInterrupt from when it is set.
+
+    Python raises KeyboardInterrupt wherever the main thread is when the
+    signal is handled, and that may be inside a ``__del__`` run by the
+    garbage collector, where the exception is printed and dropped: a batch
+    would then go on as if Ctrl-C had never been pressed.  The handler in
+    place (the default one, or the user's) still runs first."""
+    noted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):          # SIG_IGN, SIG_DFL: not ours to change
+        yield noted
+        return
+
+    def note(signum, frame):
+        noted.set()
+        previous(signum, frame)
+    try:
+        signal.signal(signal.SIGINT, note)
+    except ValueError:                  # not the main interpreter
+        yield noted
+        return
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @dataclass
 class RunControl:
     """What another thread may do to a run in flight."""
@@ -75,7 +114,27 @@ class RunControl:
     exit: dict | None = None
 
 
+def _inputs(spec: RunSpec) -> list[str]:
+    """The run's inputs as messages name them."""
+    return [frame if isinstance(frame, str) else '%s (in memory)' % tag
+            for tag, frame in spec.frames]
+
+
 def _make_workdir(spec: RunSpec) -> str:
+    """The run's private folder (0700, as mkdtemp makes it); OSError
+    naming the recipe and the folder when it cannot be made."""
+    try:
+        return _new_workdir(spec)
+    except OSError as exc:
+        base = spec.temp_dir or (os.path.join(spec.output_dir, '.cplrun-work')
+                                 if spec.output_dir else tempfile.gettempdir())
+        raise OSError(exc.errno, 'recipe %s cannot run: no work folder can '
+                      'be made in %s (%s); nothing was run'
+                      % (spec.recipe, base, exc.strerror or exc),
+                      exc.filename) from exc
+
+
+def _new_workdir(spec: RunSpec) -> str:
     base = spec.temp_dir
     if base is None and spec.output_dir is not None:
         # Next to the destination, so that products move by rename.
@@ -130,13 +189,16 @@ def _request(spec: RunSpec, workdir: str) -> list[tuple[str, str]]:
 
 
 def _wait(server: _runner.Server, handle: _runner.RunHandle, spec: RunSpec,
-          log: LogReader, control: RunControl) -> str | None:
+          log: LogReader, control: RunControl,
+          interrupted: threading.Event | None = None) -> str | None:
     """Waits for the run, forwarding its log; returns 'timeout' or
     'cancelled' when it had to be killed for that reason."""
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
     reason = None
-    kill_at = None
+    kill_at = give_up_at = None
     while not handle.finished.wait(LOG_POLL_SECONDS):
+        if interrupted is not None and interrupted.is_set():
+            raise KeyboardInterrupt
         control.pid = handle.pid
         log.poll()
         control.last_message = log.last_message
@@ -149,9 +211,12 @@ def _wait(server: _runner.Server, handle: _runner.RunHandle, spec: RunSpec,
             if reason is not None:
                 server.kill(handle, signal.SIGTERM)
                 kill_at = now + TERMINATE_GRACE_SECONDS
-        elif now >= kill_at:
+        elif give_up_at is None and now >= kill_at:
             server.kill(handle, signal.SIGKILL)
-            kill_at = float('inf')
+            give_up_at = now + KILL_WAIT_SECONDS
+        elif give_up_at is not None and now >= give_up_at:
+            server.abandon(handle, 'the recipe runner did not report the end '
+                           'of the run %g s after SIGKILL' % KILL_WAIT_SECONDS)
     return reason
 
 
@@ -166,6 +231,10 @@ def execute(spec: RunSpec, control: RunControl | None = None) -> Result:
         fields = _request(spec, workdir)
         server = _runner.pool.get(spec.env)
         handle = server.submit(fields)
+    except _runner.RunnerError as exc:
+        _remove_workdir(workdir)
+        raise _runner.RunnerError('recipe %s could not run (%s): %s' % (
+            spec.recipe, inputs_text(_inputs(spec)), exc)) from exc
     except BaseException:
         _remove_workdir(workdir)
         raise
@@ -173,7 +242,8 @@ def execute(spec: RunSpec, control: RunControl | None = None) -> Result:
     log = LogReader(os.path.join(workdir, LOG_FILE), spec.logname,
                     spec.loglevel)
     try:
-        reason = _wait(server, handle, spec, log, control)
+        with interrupts_noted() as interrupted:
+            reason = _wait(server, handle, spec, log, control, interrupted)
     except BaseException:
         # Interrupted (Ctrl-C) while waiting: the run must not outlive it.
         server.kill(handle, signal.SIGKILL)
@@ -184,18 +254,24 @@ def execute(spec: RunSpec, control: RunControl | None = None) -> Result:
     log.close()
     _add_output_lines(log, os.path.join(workdir, OUTPUT_FILE))
     if spec.log_copy:
-        _copy_log(workdir, spec.log_copy)
+        _copy_log(workdir, spec.log_copy, spec.logname)
     return _outcome(spec, workdir, handle, reason, log, wall)
 
 
-def _copy_log(workdir: str, path: str) -> None:
-    with open(path, 'wb') as out:
-        for name in (LOG_FILE, OUTPUT_FILE):
-            try:
-                with open(os.path.join(workdir, name), 'rb') as f:
-                    shutil.copyfileobj(f, out)
-            except FileNotFoundError:
-                pass
+def _copy_log(workdir: str, path: str, logname: str) -> None:
+    """The copy of the log is a convenience: failing to write it (a full
+    disk) must not hide how the run ended, so it is only warned about."""
+    try:
+        with open(path, 'wb') as out:
+            for name in (LOG_FILE, OUTPUT_FILE):
+                try:
+                    with open(os.path.join(workdir, name), 'rb') as f:
+                        shutil.copyfileobj(f, out)
+                except FileNotFoundError:
+                    pass
+    except OSError as exc:
+        logging.getLogger(logname).warning(
+            'cannot copy the log to %s: %s (it is in %s)', path, exc, workdir)
 
 
 def _add_output_lines(log: LogReader, path: str) -> None:
@@ -216,22 +292,63 @@ def _add_output_lines(log: LogReader, path: str) -> None:
             logger.handle(record)
 
 
+#: The result file is small; a larger one is not the runner's.
+MAX_RESULT_BYTES = 64 << 20
+
+
 def _read_result(workdir: str) -> dict | None:
+    """The run's result file, or None when it is missing or is not what
+    the runner writes (every field is checked: it comes from the recipe's
+    process, which the recipe may have damaged)."""
     try:
         with open(os.path.join(workdir, RESULT_FILE), 'rb') as f:
-            doc = json.loads(f.read().decode('utf-8', errors='replace'))
-    except (OSError, ValueError):
+            data = f.read(MAX_RESULT_BYTES + 1)
+        doc = json.loads(data.decode('utf-8', errors='replace'))
+    except (OSError, ValueError, RecursionError):
         return None
-    if not isinstance(doc, dict) or not isinstance(doc.get('products'), list) \
-            or not isinstance(doc.get('errors'), list):
+    if len(data) > MAX_RESULT_BYTES or not _sound_result(doc):
         return None
     return doc
+
+
+def _plain_str(value: Any) -> bool:
+    return isinstance(value, str) and '\0' not in value
+
+
+def _sound_result(doc: Any) -> bool:
+    if not isinstance(doc, dict):
+        return False
+    products, errors = doc.get('products'), doc.get('errors')
+    if not isinstance(products, list) or not isinstance(errors, list):
+        return False
+    if type(doc.get('return_code', 0)) is not int or \
+            doc.get('memory_is_empty', -1) not in (-1, 0, 1) or \
+            isinstance(doc.get('memory_is_empty'), bool):
+        return False
+    setup_error = doc.get('setup_error')
+    if setup_error is not None and not isinstance(setup_error, str):
+        return False
+    for p in products:
+        if not isinstance(p, dict) or not _plain_str(p.get('tag')) or \
+                not p['tag'] or not _plain_str(p.get('file')) or \
+                not p['file']:
+            return False
+    for e in errors:
+        if not isinstance(e, dict) or type(e.get('code')) is not int:
+            return False
+        for key in ('message', 'function', 'file'):
+            if e.get(key) is not None and not isinstance(e[key], str):
+                return False
+        if e.get('line') is not None and type(e['line']) is not int:
+            return False
+    return True
 
 
 def _outcome(spec: RunSpec, workdir: str, handle: _runner.RunHandle,
              reason: str | None, log: LogReader, wall: float) -> Result:
     log_file = os.path.join(workdir, LOG_FILE)
-    where = dict(recipe=spec.recipe, log_file=log_file, workdir=workdir)
+    where = dict(recipe=spec.recipe, log_file=log_file, workdir=workdir,
+                 inputs=_inputs(spec))
     exit_event = handle.exit or {}
     sig = exit_event.get('signal')
     code = exit_event.get('exit_code')
@@ -254,13 +371,19 @@ def _outcome(spec: RunSpec, workdir: str, handle: _runner.RunHandle,
         raise RecipeCrash(text, signal=sig, backtrace=backtrace, **where)
     result = _read_result(workdir)
     if code != 0 or result is None:
+        if code:
+            why = '; it called exit()'
+        elif os.path.exists(os.path.join(workdir, RESULT_FILE)):
+            why = '; its result file is damaged'
+        else:
+            why = _no_space_hint(workdir)
         raise RecipeCrash(
             'recipe %s ended (exit status %s) without finishing%s'
-            % (spec.recipe, code, '; it called exit()' if code else ''),
-            exit_code=code, **where)
+            % (spec.recipe, code, why), exit_code=code, **where)
     if result.get('setup_error'):
-        raise ValueError('recipe %s refused its input: %s (log %s)'
-                         % (spec.recipe, result['setup_error'], log_file))
+        raise ValueError('recipe %s refused its input: %s (%s; log %s)'
+                         % (spec.recipe, result['setup_error'],
+                            inputs_text(_inputs(spec)), log_file))
     errors = result['errors']
     retval = result.get('return_code', 0)
     if retval:
@@ -268,10 +391,21 @@ def _outcome(spec: RunSpec, workdir: str, handle: _runner.RunHandle,
     memory = {-1: None, 0: False, 1: True}.get(result.get('memory_is_empty'))
     stat = Stat(retval, exit_event.get('utime', 0.0), exit_event.get('stime', 0.0),
                 memory, wall, exit_event.get('maxrss_kb', 0) / 1024.0)
-    products = _collect_products(spec, workdir, result['products'])
+    products = _collect_products(spec, workdir, result['products'], where)
     _remove_workdir(workdir)
     error = CplError(retval, errors, log.entries, spec.recipe) if errors else None
     return Result(products, log.entries, stat, error, spec.output_dir)
+
+
+def _no_space_hint(workdir: str) -> str:
+    """Why a run that exited normally may have left no result file."""
+    try:
+        if shutil.disk_usage(workdir).free == 0:
+            return ('; no space is left on the device of its work folder, '
+                    'so it could not write its result')
+    except OSError:
+        pass
+    return ''
 
 
 def _read_text(path: str) -> str:
@@ -282,27 +416,51 @@ def _read_text(path: str) -> str:
         return ''
 
 
-def _product_path(workdir: str, name: str, recipe: str) -> str:
-    """The product's file, refused when it lies outside the work folder."""
-    path = os.path.realpath(os.path.join(workdir, name))
-    if os.path.commonpath([path, os.path.realpath(workdir)]) != \
-            os.path.realpath(workdir) or not os.path.isfile(path):
-        raise RecipeCrash('recipe %s reported a product outside its work '
-                          'folder or missing: %s' % (recipe, name),
-                          recipe=recipe, workdir=workdir)
+def _product_path(workdir: str, name: str, where: dict) -> str:
+    """The product's file: a regular file inside the work folder.  A name
+    leading out of it (``../x``, an absolute path, a symlinked folder) or
+    a symlink is refused, and so is a missing file."""
+    top = os.path.realpath(workdir)
+    joined = os.path.join(top, name)
+    path = os.path.realpath(joined)
+    problem = None
+    if os.path.commonpath([path, top]) != top or path == top:
+        problem = 'outside its work folder'
+    elif os.path.islink(joined):
+        problem = 'that is a symbolic link'
+    elif not os.path.isfile(path):
+        problem = 'that is missing' if not os.path.lexists(joined) \
+            else 'that is not a regular file'
+    if problem is not None:
+        raise RecipeCrash('recipe %s reported a product %s: %s; it was not '
+                          'taken' % (where['recipe'], problem, name), **where)
     return path
 
 
-def _collect_products(spec: RunSpec, workdir: str, reported: list) -> dict:
-    files = [(p['tag'], _product_path(workdir, p['file'], spec.recipe))
+def _collect_products(spec: RunSpec, workdir: str, reported: list,
+                      where: dict) -> dict:
+    files = [(p['tag'], _product_path(workdir, p['file'], where))
              for p in reported]
     grouped: dict[str, list] = {}
+    if spec.output_dir is not None:
+        unique = list(dict.fromkeys(p for _t, p in files))  # reported twice
+        try:
+            moved = dict(zip(unique, move_all_no_clobber(
+                unique, spec.output_dir, spec.logname)))
+        except OSError as exc:
+            raise OSError(exc.errno, 'recipe %s: its products could not be '
+                          'saved in %s (%s); none was, they are kept in %s '
+                          '(%s; log %s)' % (
+                              spec.recipe, spec.output_dir,
+                              exc.strerror or exc, workdir,
+                              inputs_text(where['inputs']),
+                              where['log_file'])) from exc
+        files = [(t, moved[p]) for t, p in files]
     for tag, path in files:
         if spec.output_dir is None:
-            with open(path, 'rb') as f:
-                value = fits.HDUList.fromstring(f.read())
+            value = _read_product(path, where)
         else:
-            value = move_no_clobber(path, spec.output_dir, spec.logname)
+            value = path
         grouped.setdefault(tag, []).append(value)
     # python-cpl's rule: a one-element raw list gives list products.  (An
     # HDUList is itself a list: never append products to one.)
@@ -310,38 +468,92 @@ def _collect_products(spec: RunSpec, workdir: str, reported: list) -> dict:
             else values[0] for tag, values in grouped.items()}
 
 
-def move_no_clobber(path: str, directory: str, logname: str) -> str:
-    """Moves path into directory under its own name, or, when a file of
-    that name is there already (another run's product), under the first
-    free name ``stem-N.ext``, saying so in the log: a product never
-    replaces another silently."""
+def _read_product(path: str, where: dict) -> fits.HDUList:
+    try:
+        with open(path, 'rb') as f:
+            return fits.HDUList.fromstring(f.read())
+    except Exception as exc:        # astropy's many ways to say "not FITS"
+        raise RecipeCrash('recipe %s wrote a product that cannot be read as '
+                          'FITS: %s (%s: %s)' % (
+                              where['recipe'], os.path.basename(path),
+                              type(exc).__name__, exc), **where) from exc
+
+
+def move_all_no_clobber(paths: list[str], directory: str, logname: str
+                        ) -> list[str]:
+    """Moves the files into directory as :func:`move_no_clobber` does, all
+    or none: those on another file system are first copied in whole under
+    temporary names, and a failure (a full disk) removes what was copied
+    and leaves every file where it was.  Returns the new paths."""
     os.makedirs(directory, exist_ok=True)
-    name = os.path.basename(path)
+    staged: list[tuple[str, str]] = []      # (source, temporary file)
+    moved: list[str] = []
+    try:
+        for path in paths:
+            staged.append((path, _stage(path, directory)))
+        for path, tmp in staged:
+            moved.append(_link_no_clobber(tmp, os.path.basename(path),
+                                          directory, logname))
+    except BaseException:
+        for made in [tmp for _path, tmp in staged] + moved:
+            _unlink_quietly(made)
+        raise
+    for path, tmp in staged:
+        os.unlink(tmp)
+        _unlink_quietly(path)
+    return moved
+
+
+def _stage(path: str, directory: str) -> str:
+    """A complete temporary file in directory with path's content: a hard
+    link when both are on one file system, else a copy."""
+    tmp = os.path.join(directory, '.cplrun-%s%s' % (
+        uuid.uuid4().hex[:12], os.path.splitext(path)[1]))
+    try:
+        os.link(path, tmp)
+        return tmp
+    except OSError:
+        pass
+    try:
+        with open(path, 'rb') as src, \
+                open(tmp, 'xb') as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return tmp
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _link_no_clobber(source: str, name: str, directory: str,
+                     logname: str) -> str:
+    """Hard-links source into directory under name, or the first free
+    ``stem-N.ext``, saying so in the log."""
     stem, ext = os.path.splitext(name)
     for n in range(0, 100000):
         target = os.path.join(directory, name if n == 0 else
                               '%s-%d%s' % (stem, n, ext))
         try:
-            os.link(path, target)       # fails if target exists: atomic
+            os.link(source, target)     # fails if target exists: atomic
         except FileExistsError:
             continue
-        except OSError:
-            # Another file system (or no hard links): copy under a
-            # temporary name, then link that into place.
-            tmp = tempfile.NamedTemporaryFile(dir=directory, delete=False,
-                                              prefix='.cplrun-', suffix=ext)
-            tmp.close()
-            shutil.copyfile(path, tmp.name)
-            try:
-                os.link(tmp.name, target)
-            except FileExistsError:
-                os.unlink(tmp.name)
-                continue
-            os.unlink(tmp.name)
-        os.unlink(path)
         if n:
             logging.getLogger(logname).warning(
                 '%s exists in %s; this product was saved as %s',
                 name, directory, os.path.basename(target))
         return target
     raise OSError('no free name for %s in %s' % (name, directory))
+
+
+def move_no_clobber(path: str, directory: str, logname: str) -> str:
+    """Moves path into directory under its own name, or, when a file of
+    that name is there already (another run's product), under the first
+    free name ``stem-N.ext``, saying so in the log: a product never
+    replaces another silently, and never appears half-written."""
+    return move_all_no_clobber([path], directory, logname)[0]

@@ -12,14 +12,21 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import select
 import signal
 import subprocess
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from typing import Iterable, Mapping, Sequence
 
 #: Servers kept alive at once; the least recently used idle one goes first.
 MAX_SERVERS = 8
+#: How long a starting server may take to say it is ready.
+READY_TIMEOUT_SECONDS = 60.0
+#: A reply line longer than this is not one of the server's (they are
+#: short): it is skipped, never kept whole in memory.
+MAX_EVENT_BYTES = 1 << 20
 
 
 class RunnerError(OSError):
@@ -43,19 +50,59 @@ def encode_netstring(data: bytes) -> bytes:
 
 
 def encode_request(fields: Iterable[tuple[str, str]]) -> bytes:
-    """One request: a netstring of alternating key and value netstrings."""
-    payload = b''.join(
-        encode_netstring(k.encode()) + encode_netstring(os.fsencode(v))
-        for k, v in fields)
-    return encode_netstring(payload)
+    """One request: a netstring of alternating key and value netstrings.
+    ValueError for a NUL character, which no C string can carry (the
+    server would refuse the whole request)."""
+    parts = []
+    for k, v in fields:
+        key, value = k.encode(), os.fsencode(v)
+        if b'\0' in key or b'\0' in value:
+            raise ValueError('a NUL character cannot be passed to a recipe: '
+                             '%s=%r' % (k, v))
+        parts.append(encode_netstring(key) + encode_netstring(value))
+    return encode_netstring(b''.join(parts))
 
 
 def decode_event(line: bytes) -> dict:
     """One reply line of the server; ValueError when it is not one."""
-    event = json.loads(line.decode('utf-8', errors='replace'))
+    try:
+        event = json.loads(line.decode('utf-8', errors='replace'))
+    except RecursionError:      # absurdly nested: not ours either
+        event = None
     if not isinstance(event, dict) or not isinstance(event.get('event'), str):
         raise ValueError(f'not a runner event: {line[:200]!r}')
     return event
+
+
+def _event_id(event: dict) -> int | None:
+    run_id = event.get('id')
+    return run_id if type(run_id) is int else None
+
+
+def _int_or_null(value) -> bool:
+    return value is None or type(value) is int
+
+
+def _is_number(value) -> bool:
+    return type(value) in (int, float)
+
+
+def check_exit_event(event: dict) -> str | None:
+    """Why an 'exited' event cannot be trusted, or None when it is sound:
+    an exit status or a signal (a plausible one), and numeric figures."""
+    code, sig = event.get('exit_code'), event.get('signal')
+    if not _int_or_null(code) or not _int_or_null(sig) or \
+            (code is None) == (sig is None):
+        return 'neither an exit status nor a signal'
+    if code is not None and not 0 <= code <= 255:
+        return 'exit status %r' % code
+    if sig is not None and not 0 < sig < 128:
+        return 'signal %r' % sig
+    for key in ('utime', 'stime', 'maxrss_kb'):
+        value = event.get(key, 0)
+        if not _is_number(value) or not 0 <= value < 1e15:
+            return '%s %r' % (key, value)
+    return None
 
 
 class RunHandle:
@@ -81,6 +128,9 @@ class Server:
         self.env = dict(env)
         self._lock = threading.Lock()
         self._handles: dict[int, RunHandle] = {}
+        #: runs whose request the server has not answered yet, in order:
+        #: a reply it cannot attribute ('malformed request') is theirs
+        self._unanswered: deque[RunHandle] = deque()
         self._next_id = 1
         self.closed = False
         self.last_used = 0.0
@@ -91,24 +141,59 @@ class Server:
                 env=self.env, close_fds=True, start_new_session=True)
         except OSError as exc:
             raise RunnerError(f'cannot start the recipe runner: {exc}') from exc
-        line = self._process.stdout.readline()
+        line = self._ready_line()
         try:
             ready = decode_event(line)
         except ValueError:
             ready = {}
-        if ready.get('event') != 'ready':
+        if ready.get('event') != 'ready' or type(ready.get('pid')) is not int:
             self._process.kill()
             self._process.wait()
+            self._process.stdin.close()
+            self._process.stdout.close()
             raise RunnerError(
                 f'the recipe runner {runner_path()} did not start '
-                f'(exit status {self._process.returncode})')
+                f'(exit status {self._process.returncode}'
+                f'{", it said " + repr(line[:200]) if line else ""})')
         self.pid: int = ready['pid']
-        self.cpl_version: str = ready.get('cpl_version')
-        self.gdb: str | None = ready.get('gdb')
+        cpl_version, gdb = ready.get('cpl_version'), ready.get('gdb')
+        self.cpl_version: str | None = cpl_version \
+            if isinstance(cpl_version, str) else None
+        self.gdb: str | None = gdb if isinstance(gdb, str) else None
         self._reader = threading.Thread(
             target=self._read_events, name=f'cplrun-server-{self.pid}',
             daemon=True)
         self._reader.start()
+
+    def _ready_line(self) -> bytes:
+        """The server's first line, within READY_TIMEOUT_SECONDS (b''
+        when it does not come).  Read byte by byte from the pipe, so that
+        nothing after it is taken from the reader thread."""
+        fd = self._process.stdout.fileno()
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        line = b''
+        while not line.endswith(b'\n') and len(line) < MAX_EVENT_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return b''
+            byte = os.read(fd, 1)
+            if not byte:
+                break
+            line += byte
+        return line
+
+    def _lines(self) -> Iterable[bytes]:
+        """The server's reply lines; overlong ones are skipped."""
+        stdout = self._process.stdout
+        while True:
+            line = stdout.readline(MAX_EVENT_BYTES)
+            if not line:
+                return
+            if line.endswith(b'\n'):
+                yield line
+                continue
+            while line and not line.endswith(b'\n'):    # skip the rest
+                line = stdout.readline(MAX_EVENT_BYTES)
 
     @property
     def busy(self) -> bool:
@@ -121,15 +206,17 @@ class Server:
             if self.closed:
                 raise RunnerError('the recipe runner has stopped')
             handle = RunHandle(self._next_id)
-            self._next_id += 1
-            self._handles[handle.id] = handle
             message = encode_request(
                 [('op', 'run'), ('id', str(handle.id))] + list(fields))
+            self._next_id += 1
+            self._handles[handle.id] = handle
+            self._unanswered.append(handle)
             try:
                 self._process.stdin.write(message)
                 self._process.stdin.flush()
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 del self._handles[handle.id]
+                self._unanswered.remove(handle)
                 raise RunnerError(f'the recipe runner has stopped: {exc}') \
                     from exc
         return handle
@@ -144,38 +231,80 @@ class Server:
                     [('op', 'kill'), ('id', str(handle.id)),
                      ('signal', str(int(sig)))]))
                 self._process.stdin.flush()
-            except OSError:
+            except (OSError, ValueError):
                 pass
 
+    def abandon(self, handle: RunHandle, failure: str) -> None:
+        """Gives up on a run the server does not end (it never answers
+        for it): the run is finished with failure, whatever comes later."""
+        with self._lock:
+            if self._handles.pop(handle.id, None) is None:
+                return
+            if handle in self._unanswered:
+                self._unanswered.remove(handle)
+        handle._finish(None, failure)
+
     def _read_events(self) -> None:
-        for line in self._process.stdout:
+        # Whatever the server sends, this thread must reach the end: runs
+        # still waiting then learn that the server is gone.
+        try:
+            for line in self._lines():
+                try:
+                    self._take_event(line)
+                except Exception:       # a line that is not a sound event
+                    continue
+        finally:
             try:
-                event = decode_event(line)
-                run_id = int(event.get('id', -1))
-            except (ValueError, TypeError):
-                continue
-            with self._lock:
-                handle = self._handles.get(run_id)
-                if handle is None:
-                    continue
-                kind = event['event']
-                if kind == 'started':
-                    handle.pid = event.get('pid')
-                    continue
-                del self._handles[run_id]
-            if kind == 'exited':
+                # Its output ended: it ends too (or is made to).
+                try:
+                    self._process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait()
+            finally:
+                with self._lock:
+                    self.closed = True
+                    orphans = list(self._handles.values())
+                    self._handles.clear()
+                    self._unanswered.clear()
+                for handle in orphans:
+                    handle._finish(None, 'the recipe runner (pid %d) ended '
+                                   'with status %s during the run'
+                                   % (self.pid, self._process.returncode))
+
+    def _take_event(self, line: bytes) -> None:
+        event = decode_event(line)
+        kind = event['event']
+        run_id = _event_id(event)
+        with self._lock:
+            handle = self._handles.get(run_id)
+            if handle is None and kind == 'failed' and run_id == -1 \
+                    and self._unanswered:
+                # A request the server could not read: the oldest one
+                # it has not answered (requests are answered in order).
+                handle = self._unanswered[0]
+            if handle is None:
+                return
+            if handle in self._unanswered:
+                self._unanswered.remove(handle)
+            if kind == 'started':
+                pid = event.get('pid')
+                handle.pid = pid if type(pid) is int and pid > 0 else None
+                return
+            if kind not in ('exited', 'failed'):
+                return
+            del self._handles[handle.id]
+        if kind == 'exited':
+            problem = check_exit_event(event)
+            if problem is None:
                 handle._finish(event, None)
             else:
-                handle._finish(None, str(event.get('message')))
-        self._process.wait()
-        with self._lock:
-            self.closed = True
-            orphans = list(self._handles.values())
-            self._handles.clear()
-        for handle in orphans:
-            handle._finish(None, 'the recipe runner (pid %d) ended with '
-                           'status %s during the run'
-                           % (self.pid, self._process.returncode))
+                handle._finish(None, 'the recipe runner sent a malformed '
+                               'exit report (%s)' % problem)
+        else:
+            message = event.get('message')
+            handle._finish(None, message if isinstance(message, str)
+                           else 'the recipe runner refused the run')
 
     def close(self) -> None:
         """Ends the server; runs still going are killed by it."""

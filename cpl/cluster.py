@@ -15,6 +15,7 @@ a worker dead are long.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any, Sequence
 
@@ -28,7 +29,52 @@ DASK_CONFIG = {
     'distributed.worker.memory.spill': False,
     'distributed.worker.memory.pause': False,
     'distributed.worker.memory.terminate': False,
+    # Nannies put OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_ & co. into the
+    # environment of their worker (which the recipes inherit) and of the
+    # process the nanny runs in (ours, for a LocalCluster): none of that.
+    'distributed.nanny.pre-spawn-environ': {},
 }
+
+
+def dask_config_exports() -> list[str]:
+    """DASK_CONFIG as shell lines setting Dask's environment variables
+    (``DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL='1 hour'``), for the job
+    scripts of workers that do not inherit our configuration."""
+    lines = []
+    for key, value in DASK_CONFIG.items():
+        name = 'DASK_' + '__'.join(part.upper().replace('-', '_')
+                                   for part in key.split('.'))
+        lines.append("export %s='%s'" % (name, value))
+    return lines
+
+
+def _jobqueue(name: str):
+    """dask_jobqueue's ``name``.  Importing dask_jobqueue replaces the
+    SIGINT handler with one calling sys.exit() (its runner module does),
+    which would turn Ctrl-C into SystemExit for the whole program: the
+    handler we had is put back."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        import dask_jobqueue
+        return getattr(dask_jobqueue, name)
+    saved = signal.getsignal(signal.SIGINT)
+    try:
+        import dask_jobqueue
+        import dask_jobqueue.slurm
+    finally:
+        if saved is not None:
+            signal.signal(signal.SIGINT, saved)
+    return getattr(dask_jobqueue.slurm, name, None) or getattr(dask_jobqueue,
+                                                                name)
+
+
+def _restore_environ(saved: dict) -> None:
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 class DaskClusterManager:
@@ -93,12 +139,18 @@ class DaskClusterManager:
         dask.config.set(DASK_CONFIG)
         if self.cluster_type == 'local':
             from distributed import LocalCluster
-            self.cluster = LocalCluster(
-                n_workers=self.nworkers or 1,
-                threads_per_worker=self.threads_per_worker,
-                memory_limit=self.memory_limit, processes=True,
-                host='127.0.0.1', dashboard_address='127.0.0.1:0',
-                local_directory=self.local_directory)
+            # Its nannies run in this process and set variables of ours
+            # (PYTHONHASHSEED, ...) that our own recipe runs would inherit.
+            saved = dict(os.environ)
+            try:
+                self.cluster = LocalCluster(
+                    n_workers=self.nworkers or 1,
+                    threads_per_worker=self.threads_per_worker,
+                    memory_limit=self.memory_limit, processes=True,
+                    host='127.0.0.1', dashboard_address='127.0.0.1:0',
+                    local_directory=self.local_directory)
+            finally:
+                _restore_environ(saved)
             self.client = Client(self.cluster)
         elif self.cluster_type == 'slurm':
             self.cluster = self._slurm_cluster()
@@ -115,27 +167,36 @@ class DaskClusterManager:
             print('Dask dashboard: %s' % link)
         return self
 
-    def _slurm_cluster(self):
-        from dask_jobqueue import SLURMCluster
+    def _slurm_options(self) -> dict:
+        """SLURMCluster's keywords (and its job class's): one worker
+        process per job, ``threads_per_worker`` threads, no memory limit
+        (the job's memory is SLURM's business)."""
         options = {k: v for k, v in self.slurm.items() if v not in (None, [])}
         options.setdefault('memory', '%dGB' % (4 * self.slurm['cores']))
-        return SLURMCluster(
-            processes=1, **options,
-            worker_extra_args=['--nthreads', str(self.threads_per_worker),
-                               '--memory-limit', str(self.memory_limit)])
+        # The workers in the jobs get our settings too, through Dask's
+        # environment variables, before the caller's own prologue lines.
+        options['job_script_prologue'] = dask_config_exports() + \
+            self.slurm['job_script_prologue']
+        # Later options win: these override what jobqueue derives from
+        # cores and memory.
+        options['worker_extra_args'] = [
+            '--nthreads', str(self.threads_per_worker),
+            '--memory-limit', str(self.memory_limit)]
+        return dict(options, processes=1)
+
+    def _slurm_cluster(self):
+        return _jobqueue('SLURMCluster')(**self._slurm_options())
 
     def job_script(self) -> str:
-        """The SLURM job script the options make (cluster_type 'slurm')."""
+        """The SLURM job script the options make (cluster_type 'slurm');
+        before start() it names no real scheduler, and starts none."""
         if self.cluster_type != 'slurm':
             raise ValueError('only SLURM clusters have a job script')
-        import dask
-        dask.config.set(DASK_CONFIG)
-        cluster = self.cluster or self._slurm_cluster()
-        try:
-            return cluster.job_script()
-        finally:
-            if self.cluster is None:
-                cluster.close()
+        if self.cluster is not None:
+            return self.cluster.job_script()
+        job = _jobqueue('SLURMJob')
+        return job(scheduler='tcp://<scheduler-address>:8786',
+                   name='dummy-name', **self._slurm_options()).job_script()
 
     def _wait_for_workers(self) -> None:
         try:

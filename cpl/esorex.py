@@ -15,13 +15,22 @@ class SofError(ValueError):
     """A line of a SOF or rc file that cannot be read."""
 
 
+#: Endings of file names, which a tag or a group does not have.
+_FILE_ENDINGS = ('.fits', '.fit', '.fts', '.fz', '.gz')
+
+
 def _lines(source: str | IO | Iterable[str]) -> tuple[str, Iterable[str]]:
     """(name for messages, lines) of a path, a text, or a file object."""
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
         if '\n' not in text and os.path.exists(text):
-            with open(text, encoding='utf-8', errors='replace') as f:
+            # utf-8-sig: a byte order mark is not part of the first path
+            with open(text, encoding='utf-8-sig', errors='replace') as f:
                 return text, f.read().splitlines()
+        if '\n' not in text and text.strip() and \
+                not any(c.isspace() for c in text.strip()):
+            # one word: the name of a file, not a file's text
+            raise FileNotFoundError(2, 'no such file: %s' % text, text)
         return '<text>', text.splitlines()
     return getattr(source, 'name', '<file>'), list(source)
 
@@ -42,6 +51,12 @@ def load_sof(source: str | IO | Iterable[str]) -> dict[str, Any]:
         if len(words) < 2 or len(words) > 3:
             raise SofError('%s line %d: expected "PATH TAG [GROUP]", got %r'
                            % (name, number, line))
+        for word in words[1:]:
+            if word.lower().endswith(_FILE_ENDINGS) or '/' in word:
+                raise SofError('%s line %d: %r looks like part of a file '
+                               'name, not a tag or group; a file name with '
+                               'spaces cannot be written in a SOF'
+                               % (name, number, word))
         path, tag = words[0], words[1]
         current = result.get(tag)
         if current is None:

@@ -155,6 +155,9 @@ class InputFileError(ValueError):
 def check_input_file(path: str, tag: str, recipe: str) -> None:
     """Refuses an input before anything runs, naming the file."""
     what = "input %s of recipe '%s' (tag %s)" % (path, recipe, tag)
+    if '\0' in path:
+        raise InputFileError('%s: a file name cannot hold a NUL character'
+                             % what)
     try:
         with open(path, 'rb') as f:
             head = f.read(80)

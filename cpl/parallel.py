@@ -29,7 +29,7 @@ from typing import IO, Any, Callable, Iterable, Mapping, Sequence
 
 from . import esorex
 from ._backends import backend_for, dask_worker, watch_dask_cancel
-from ._run import Cancelled, RunControl, execute
+from ._run import Cancelled, RunControl, execute, interrupts_noted
 from .frames import frame_items
 from .recipe import Recipe
 from .result import CplError, RecipeCrash, RecipeTimeout
@@ -164,6 +164,7 @@ class Workflow:
             raise ValueError('run %s: recipe %s needs a tag for its raw frames'
                              % (name, recipe.__name__))
         recipe._checked_tag(node.tag)
+        recipe.calib._assigned(node.calib)  # a tag it does not take fails here
         for key, value in node.param.items():
             p = recipe.param[key]
             p.check(value)      # a wrong parameter fails here, not later
@@ -569,6 +570,11 @@ class _Execution:
         if 'OMP_NUM_THREADS' not in env and 'OMP_NUM_THREADS' not in os.environ:
             env['OMP_NUM_THREADS'] = self.omp
             auto_env.append('OMP_NUM_THREADS')
+        elif 'OMP_NUM_THREADS' not in env and self.backend is not None and \
+                not self.backend.is_local:
+            # ours, which a worker elsewhere does not inherit, goes along
+            env['OMP_NUM_THREADS'] = os.environ['OMP_NUM_THREADS']
+            auto_env.append('OMP_NUM_THREADS')
         param = {p.fullname: p.value for p in node.recipe.param
                  if p.value is not None}
         param.update(node.param)
@@ -666,12 +672,12 @@ class _Execution:
             self._check_inputs()
             if self.o['preflight']:
                 self._preflight()
-            os.makedirs(self.output_dir, exist_ok=True)
+            _check_output_dir(self.output_dir)
             display = _make_display(self.o['progress'],
                                     list(self.records.values()))
-            with display:
+            with display, interrupts_noted() as interrupted:
                 try:
-                    self._loop(futures, display)
+                    self._loop(futures, display, interrupted)
                 except BaseException:
                     # Interrupted (Ctrl-C): every run is killed, the report
                     # (and the display's last state) says so.
@@ -687,9 +693,12 @@ class _Execution:
             self.backend.close()
         return self._write_report(started)
 
-    def _loop(self, futures: dict, display) -> None:
+    def _loop(self, futures: dict, display,
+              interrupted: threading.Event | None = None) -> None:
         stopping = False
         while True:
+            if interrupted is not None and interrupted.is_set():
+                raise KeyboardInterrupt     # one the interpreter dropped
             if not stopping:
                 stopping = self._submit_ready(futures)
             if not futures:
@@ -766,8 +775,15 @@ class _Execution:
                 self.products[node.name] = reused
                 settled = True
                 continue
-            os.makedirs(task['output_dir'], exist_ok=True)
-            os.makedirs(os.path.dirname(task['log']), exist_ok=True)
+            try:
+                os.makedirs(task['output_dir'], exist_ok=True)
+                os.makedirs(os.path.dirname(task['log']), exist_ok=True)
+            except OSError as exc:
+                record.status = 'failed'
+                record.error = 'cannot make the run folder %s: %s' % (
+                    task['output_dir'], exc.strerror or exc)
+                settled = failed = True
+                continue
             self._forget(task)
             self._submit(futures, node, task, key)
         return settled, failed
@@ -822,6 +838,21 @@ class _Execution:
         for fut, (node, _task, _key) in futures.items():
             self.records[node.name].message = self.backend.last_message(fut)
         display.update()
+
+
+def _check_output_dir(path: str) -> None:
+    """Makes the output folder, and makes sure files can be created in it,
+    before anything runs (a read-only file system, a file where the folder
+    should be, an immutable folder...)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix='.cplrun-probe-')
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OSError(exc.errno, 'the output folder %s cannot be written: %s;'
+                      ' nothing was run' % (path, exc.strerror or exc),
+                      path) from exc
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -132,6 +132,9 @@ class Parameter:
                     raise wrong from None
             raise wrong
         if isinstance(value, str):
+            if '\0' in value:
+                raise ValueError('%s cannot take a NUL character: %r'
+                                 % (self._where(), value))
             return value
         raise wrong
 
@@ -199,7 +202,12 @@ class ParameterList:
                     p.name, _attribute_name(p.name)):
                 return p
         known = [p.name for p in self._pars]
-        close = difflib.get_close_matches(key, known, n=3)
+        probe = key
+        for p in self._pars:        # a full name: compare what follows
+            if p.context and key.startswith(p.context + '.'):
+                probe = key[len(p.context) + 1:]
+                break
+        close = difflib.get_close_matches(probe, known, n=3)
         raise UnknownParameterError(
             "recipe '%s' has no parameter '%s'%s" % (
                 self._recipe, key,
@@ -272,9 +280,13 @@ class ParameterList:
             items = list(values.items())
         else:
             items = list(values)
+        # A name in this recipe's own context that it does not have is a
+        # mistake (a typo in an .rc file), not another recipe's parameter.
+        contexts = tuple({p.context + '.' for p in self._pars if p.context})
         for key, value in items:
             if skip_foreign and key not in self and (
-                    key.startswith('esorex.') or '.' in key):
+                    key.startswith('esorex.') or '.' in key) and \
+                    not (contexts and key.startswith(contexts)):
                 continue
             self[key] = value
 

@@ -47,17 +47,20 @@ class CplError(Exception):
     ``function`` of the first error; ``next_error``, the next one of the
     chain or None (iterating the exception walks the chain); ``retval``,
     the recipe's return value; ``log``, the run's :class:`cpl.logger.LogList`;
-    ``recipe``; ``log_file`` and ``workdir``, where the run's full log and
-    files were kept for inspection."""
+    ``recipe``; ``inputs``, the run's input files; ``log_file`` and
+    ``workdir``, where the run's full log and files were kept for
+    inspection."""
 
     def __init__(self, retval: int, errors: list, log: Any = None,
                  recipe: str | None = None, log_file: str | None = None,
-                 workdir: str | None = None) -> None:
+                 workdir: str | None = None,
+                 inputs: list[str] | None = None) -> None:
         self.retval = retval
         self.log = log
         self.recipe = recipe
         self.log_file = log_file
         self.workdir = workdir
+        self.inputs = list(inputs or [])
         self.next_error = None
         if errors:
             first = errors[0]
@@ -68,7 +71,7 @@ class CplError(Exception):
             self.function = first.get('function')
             if len(errors) > 1:
                 self.next_error = CplError(retval, errors[1:], log, recipe,
-                                           log_file, workdir)
+                                           log_file, workdir, inputs)
         else:
             self.code = self.msg = self.file = self.line = self.function = None
         super().__init__(str(self))
@@ -94,6 +97,8 @@ class CplError(Exception):
         where = []
         if self.recipe:
             where.append('recipe %s' % self.recipe)
+        if self.inputs:
+            where.append(inputs_text(self.inputs))
         if self.log_file:
             where.append('log %s' % self.log_file)
         if where:
@@ -105,7 +110,19 @@ class CplError(Exception):
                    'line': e.line, 'function': e.function} for e in self
                   if e.code is not None]
         return (CplError, (self.retval, errors, None, self.recipe,
-                           self.log_file, self.workdir))
+                           self.log_file, self.workdir, self.inputs))
+
+
+def inputs_text(inputs: list[str], shown: int = 3) -> str:
+    """'input X' or 'inputs X, Y, Z and N more', for messages."""
+    if not inputs:
+        return 'no input'
+    if len(inputs) == 1:
+        return 'input %s' % inputs[0]
+    text = 'inputs ' + ', '.join(inputs[:shown])
+    if len(inputs) > shown:
+        text += ' and %d more' % (len(inputs) - shown)
+    return text
 
 
 class RecipeCrash(Exception):
@@ -116,7 +133,8 @@ class RecipeCrash(Exception):
     Attributes: ``signal`` (number or None), ``exit_code`` (or None),
     ``elements``, the stack frames of the gdb backtrace (most recent last)
     as ``StackElement(filename, line, func, params, localvars)``, ``lines``,
-    the raw backtrace, ``recipe``, ``log_file`` and ``workdir``."""
+    the raw backtrace, ``recipe``, ``inputs`` (the run's input files),
+    ``log_file`` and ``workdir``."""
 
     StackElement = collections.namedtuple(
         'StackElement', 'filename line func params localvars')
@@ -124,13 +142,15 @@ class RecipeCrash(Exception):
     def __init__(self, reason: str, signal: int | None = None,
                  exit_code: int | None = None, backtrace: str = '',
                  recipe: str | None = None, log_file: str | None = None,
-                 workdir: str | None = None) -> None:
+                 workdir: str | None = None,
+                 inputs: list[str] | None = None) -> None:
         self.reason = reason
         self.signal = signal
         self.exit_code = exit_code
         self.recipe = recipe
         self.log_file = log_file
         self.workdir = workdir
+        self.inputs = list(inputs or [])
         self.lines = backtrace.splitlines(keepends=True)
         self.elements = _parse_gdb_backtrace(self.lines)
         super().__init__(str(self))
@@ -150,6 +170,8 @@ class RecipeCrash(Exception):
         where = []
         if self.recipe:
             where.append('recipe %s' % self.recipe)
+        if self.inputs:
+            where.append(inputs_text(self.inputs))
         if self.log_file:
             where.append('log %s' % self.log_file)
         if self.workdir:
@@ -164,9 +186,9 @@ class RecipeCrash(Exception):
             logger.error('%s', line)
 
     def __reduce__(self):
-        return (RecipeCrash, (self.reason, self.signal, self.exit_code,
-                              ''.join(self.lines), self.recipe,
-                              self.log_file, self.workdir))
+        return (type(self), (self.reason, self.signal, self.exit_code,
+                             ''.join(self.lines), self.recipe,
+                             self.log_file, self.workdir, self.inputs))
 
 
 class RecipeTimeout(RecipeCrash, TimeoutError):

@@ -154,10 +154,38 @@ static void collect_products(const cpl_frameset *frames)
     }
 }
 
+/* Room for the result file, taken before the recipe runs: a recipe that
+ * fills the disk still gets its failure reported, not lost for want of
+ * the few kilobytes the report needs. */
+#define RESULT_RESERVE (256 * 1024)
+static int result_fd = -1;
+
+static void reserve_result(void)
+{
+    result_fd = open(CPLRUN_RESULT_FILE ".part",
+                     O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (result_fd >= 0 && posix_fallocate(result_fd, 0, RESULT_RESERVE) != 0) {
+        close(result_fd);
+        result_fd = -1;
+    }
+}
+
+static FILE *open_result(void)
+{
+    if (result_fd >= 0) {
+        FILE *out = fdopen(result_fd, "r+");
+        result_fd = -1;
+        if (out != NULL) {
+            return out;
+        }
+    }
+    return fopen(CPLRUN_RESULT_FILE ".part", "w");
+}
+
 static void write_result(int return_code, const char *setup_error,
                          int memory_is_empty)
 {
-    FILE *out = fopen(CPLRUN_RESULT_FILE ".part", "w");
+    FILE *out = open_result();
     if (out == NULL) {
         return;
     }
@@ -200,9 +228,15 @@ static void write_result(int return_code, const char *setup_error,
     json_end_array(&w);
     json_end_object(&w);
     fputc('\n', out);
+    /* Cut to what was written (the reserve was longer). */
+    int written = fflush(out) == 0 && !ferror(out);
+    long length = ftell(out);
+    if (written && length > 0) {
+        written = ftruncate(fileno(out), (off_t)length) == 0;
+    }
     /* The rename makes the result appear whole or not at all: a process
      * that dies while writing leaves no result, hence a crash report. */
-    if (fclose(out) == 0) {
+    if (fclose(out) == 0 && written) {
         rename(CPLRUN_RESULT_FILE ".part", CPLRUN_RESULT_FILE);
     }
 }
@@ -230,6 +264,7 @@ void execute_run(const request *req, loaded_plugin *lib, const char *gdb)
         _exit(120);
     }
     redirect_output();
+    reserve_result();
     /* With CPL's memory check on, what the server allocated before the
      * fork must not count against the recipe: the run registers its
      * library's recipes itself and frees them before the check (as esorex

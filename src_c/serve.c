@@ -141,6 +141,10 @@ static void start_run(const request *req, const char *gdb, pid_t server)
         if (getppid() != server) {
             _exit(121);
         }
+        /* What the recipe starts and leaves (a daemon that escapes the
+         * group) becomes a child of the run while the run lives, and ours
+         * when it ends, to be killed then: see kill_orphans(). */
+        prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         signal(SIGCHLD, SIG_DFL);
         close(sigchld_pipe[0]);
         close(sigchld_pipe[1]);
@@ -175,12 +179,47 @@ static void kill_run(const request *req)
     }
 }
 
+static int is_run(pid_t pid)
+{
+    for (int i = 0; i < run_count; i++) {
+        if (runs[i].pid == pid) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Kills the server's children that are not runs: what a finished run
+ * left behind outside its process group (a daemon that called setsid()).
+ * Each run is a subreaper itself, so while it lives its orphans become its
+ * children; they only become ours once it has ended.  Their own children
+ * come to us in turn when they die, and go the same way. */
+static void kill_orphans(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/children",
+             (long)getpid());
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return;
+    }
+    long pid;
+    while (fscanf(f, "%ld", &pid) == 1) {
+        if (pid > 0 && !is_run((pid_t)pid)) {
+            kill((pid_t)pid, SIGKILL);
+        }
+    }
+    fclose(f);
+}
+
 static void reap_children(void)
 {
     int status;
     struct rusage usage;
     pid_t pid;
+    int reaped = 0;
     while ((pid = wait4(-1, &status, WNOHANG, &usage)) > 0) {
+        reaped = 1;
         /* What the recipe left running in its group goes with it. */
         killpg(pid, SIGKILL);
         for (int i = 0; i < run_count; i++) {
@@ -214,6 +253,9 @@ static void reap_children(void)
             break;
         }
     }
+    if (reaped) {
+        kill_orphans();
+    }
 }
 
 static void handle_request(const char *payload, size_t len, const char *gdb,
@@ -237,20 +279,21 @@ static void handle_request(const char *payload, size_t len, const char *gdb,
 
 static void shut_down(void)
 {
-    for (int i = 0; i < run_count; i++) {
-        killpg(runs[i].pid, SIGKILL);
-    }
-    while (run_count > 0) {
+    /* Every run with its group, and whatever else is still our child,
+     * until there is nothing left to wait for. */
+    for (;;) {
+        for (int i = 0; i < run_count; i++) {
+            killpg(runs[i].pid, SIGKILL);
+        }
+        run_count = 0;
+        kill_orphans();
         int status;
         pid_t pid = waitpid(-1, &status, 0);
-        if (pid < 0) {
+        if (pid < 0 && errno != EINTR) {
             break;
         }
-        for (int i = 0; i < run_count; i++) {
-            if (runs[i].pid == pid) {
-                runs[i] = runs[--run_count];
-                break;
-            }
+        if (pid > 0) {
+            killpg(pid, SIGKILL);
         }
     }
 }

@@ -111,6 +111,25 @@ def recipe_lib(recipe_dir):
     return os.path.join(recipe_dir, recipe_build.LIBNAME)
 
 
+@pytest.fixture(scope='session')
+def fault_dir():
+    """Folder holding only the misbehaving recipes (tests/recipes/faults):
+    rtest_product, rtest_chatter, rtest_spawn."""
+    outdir = os.path.join(_SESSION_TOP, 'fault-recipes')
+    try:
+        recipe_build.build_faults(outdir)
+    except recipe_build.BuildError as exc:
+        pytest.fail('cannot build the fault recipes: %s' % exc)
+    return outdir
+
+
+@pytest.fixture
+def fault_recipes(recipe_dir, fault_dir):
+    """The test recipes and the misbehaving ones on the recipe path."""
+    cpl.Recipe.path = [recipe_dir, fault_dir]
+    return fault_dir
+
+
 @pytest.fixture(scope='session', autouse=True)
 def _session_recipe_path(recipe_dir):
     saved = cpl.Recipe.path

@@ -11,6 +11,13 @@ or from the command line::
 
 The library is only rebuilt when it is older than one of the sources
 (the ``*.c``/``*.h`` files in this directory, or this script).
+
+``build_faults(outdir)`` (``python build.py --faults OUTDIR``) builds the
+second library, ``cplrun_fault_recipes.so``, from ``faults/*.c``: the
+misbehaving recipes of the fault, security and soak tests, kept apart so
+that the main library's list of recipes stays as the tests expect.
+``build_inject(outdir)`` builds ``cplrun_inject.so`` from ``inject/*.c``,
+preloaded to make real pipeline recipes fail on demand.
 """
 
 import os
@@ -20,6 +27,10 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIBNAME = "cplrun_test_recipes.so"
+FAULT_LIBNAME = "cplrun_fault_recipes.so"
+FAULT_DIR = os.path.join(HERE, "faults")
+INJECT_LIBNAME = "cplrun_inject.so"
+INJECT_DIR = os.path.join(HERE, "inject")
 
 CFLAGS = ["-shared", "-fPIC", "-O1", "-g", "-fopenmp", "-Wall", "-Wextra"]
 LIBS = ["-lcplcore", "-lcplui", "-lcpldfs", "-lm"]
@@ -29,18 +40,19 @@ class BuildError(RuntimeError):
     """The test recipe library could not be built."""
 
 
-def sources():
-    """The C sources of the library (all .c files in this directory)."""
+def sources(folder=HERE):
+    """The C sources of a library (all .c files in its folder)."""
     return sorted(
-        os.path.join(HERE, name) for name in os.listdir(HERE) if name.endswith(".c")
+        os.path.join(folder, name) for name in os.listdir(folder)
+        if name.endswith(".c")
     )
 
 
-def _dependencies():
+def _dependencies(folder=HERE):
     deps = [os.path.abspath(__file__)]
-    for name in os.listdir(HERE):
+    for name in os.listdir(folder):
         if name.endswith((".c", ".h")):
-            deps.append(os.path.join(HERE, name))
+            deps.append(os.path.join(folder, name))
     return deps
 
 
@@ -82,16 +94,17 @@ def _lib_flags(incdir):
     return flags
 
 
-def _up_to_date(target):
+def _up_to_date(target, folder=HERE):
     try:
         mtime = os.path.getmtime(target)
     except OSError:
         return False
-    return all(os.path.getmtime(dep) < mtime for dep in _dependencies())
+    return all(os.path.getmtime(dep) < mtime for dep in _dependencies(folder))
 
 
-def build(outdir: str) -> str:
-    """Compile the test recipes into ``outdir/cplrun_test_recipes.so``.
+def build(outdir: str, folder: str = HERE, libname: str = LIBNAME) -> str:
+    """Compile the test recipes into ``outdir/cplrun_test_recipes.so``
+    (or the sources of another folder into another library).
 
     Returns the path of the library.  Nothing is compiled if the library
     exists and is newer than the sources.  Raises BuildError if the
@@ -99,8 +112,8 @@ def build(outdir: str) -> str:
     """
     outdir = os.path.abspath(outdir)
     os.makedirs(outdir, exist_ok=True)
-    target = os.path.join(outdir, LIBNAME)
-    if _up_to_date(target):
+    target = os.path.join(outdir, libname)
+    if _up_to_date(target, folder):
         return target
 
     incdir = find_cpl_include()
@@ -109,7 +122,7 @@ def build(outdir: str) -> str:
     fd, tmp = tempfile.mkstemp(prefix=".cplrun_test_recipes.", suffix=".so",
                                dir=outdir)
     os.close(fd)
-    cmd = (["gcc"] + CFLAGS + ["-I" + incdir] + sources()
+    cmd = (["gcc"] + CFLAGS + ["-I" + incdir] + sources(folder)
            + ["-o", tmp] + _lib_flags(incdir) + LIBS)
     try:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE,
@@ -127,13 +140,27 @@ def build(outdir: str) -> str:
     return target
 
 
+def build_faults(outdir: str) -> str:
+    """Compile faults/*.c into ``outdir/cplrun_fault_recipes.so``."""
+    return build(outdir, FAULT_DIR, FAULT_LIBNAME)
+
+
+def build_inject(outdir: str) -> str:
+    """Compile inject/*.c into ``outdir/cplrun_inject.so``, which makes
+    real recipes fail on demand when preloaded (see the source)."""
+    return build(outdir, INJECT_DIR, INJECT_LIBNAME)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    faults = argv[:1] == ["--faults"]
+    if faults:
+        argv = argv[1:]
     if len(argv) != 1:
-        sys.stderr.write("usage: python build.py OUTDIR\n")
+        sys.stderr.write("usage: python build.py [--faults] OUTDIR\n")
         return 2
     try:
-        print(build(argv[0]))
+        print(build_faults(argv[0]) if faults else build(argv[0]))
     except BuildError as exc:
         sys.stderr.write("%s\n" % exc)
         return 1

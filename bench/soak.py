@@ -1,0 +1,401 @@
+#!/usr/bin/env python3
+"""A bounded soak of cplrun: many batches of test recipes that succeed
+(some leaving a detached daemon behind), fail, crash (SIGSEGV, SIGABRT,
+exit()) and time out (some with children of their own), 4 at once, interleaved with batches of real NACO and UVES runs
+(bias -> dark chains) on synthetic data.
+
+It prints, and with ``--json FILE`` saves:
+
+* the runs by status against the status each should have had;
+* products lost: a run that succeeded but whose products are not all there
+  and right (must be 0);
+* processes left below this one once the runner is closed, and temporary
+  folders left (run folders in the temporary folder, work folders of
+  successful runs, staging files in output folders) (both must be 0);
+* the growth of this process's resident memory between the end of the
+  first batch and the end (target < 20 MB);
+* this process's open file descriptors after the first batch and at the
+  end (must be equal).
+
+The exit status is 0 when every figure is on target.
+
+    python bench/soak.py                      # 2,000 test runs + 200 real
+    python bench/soak.py --runs 300 --real 30 # the CI version
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+#: (kind, recipe, parameters, expected status); each block of 20 test runs
+#: has this mix
+MIX = ([('copy', 'rtest_copy', {}, 'success')] * 8
+       + [('daemon', 'rtest_spawn', {}, 'success')]
+       + [('params', 'rtest_params', {}, 'success')] * 2
+       + [('biglog', 'rtest_biglog', {'lines': 2000}, 'success')]
+       + [('error', 'rtest_error', {}, 'failed')] * 2
+       + [('segv', 'rtest_crash', {'mode': 'segv'}, 'crashed'),
+          ('abort', 'rtest_crash', {'mode': 'abort'}, 'crashed'),
+          ('exit', 'rtest_crash', {'mode': 'exit', 'exit_code': 5},
+           'crashed'),
+          ('hang', 'rtest_hang', {'seconds': 60.0}, 'timeout'),
+          ('hangfork', 'rtest_hang', {'seconds': 60.0, 'fork_child': True},
+           'timeout'),
+          ('copy', 'rtest_copy', {}, 'success')])
+RSS_TARGET_MB = 20.0
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--runs', type=int, default=2000,
+                   help='test recipe runs (default 2000)')
+    p.add_argument('--real', type=int, default=200,
+                   help='real NACO/UVES runs (default 200)')
+    p.add_argument('--workers', type=int, default=4,
+                   help='runs at once (default 4)')
+    p.add_argument('--batch', type=int, default=100,
+                   help='test runs per batch (default 100)')
+    p.add_argument('--timeout', type=float, default=2.0,
+                   help='timeout of the test runs, s (default 2)')
+    p.add_argument('--minutes', type=float, default=60.0,
+                   help='start no new batch after this (default 60)')
+    p.add_argument('--json', help='also write the figures to this file')
+    p.add_argument('--keep', action='store_true',
+                   help='keep the soak folder (printed at the end)')
+    return p.parse_args(argv)
+
+
+# --- this process, read from /proc ----------------------------------------------
+def descendants():
+    """pids of the live processes below this one."""
+    parent = {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open('/proc/%s/stat' % entry) as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] not in ('Z', 'X'):
+                parent[int(entry)] = int(fields[1])
+    me, found = os.getpid(), []
+    for pid in parent:
+        p, hops = parent.get(pid), 0
+        while p is not None and p > 1 and hops < 64:
+            if p == me:
+                found.append(pid)
+                break
+            p, hops = parent.get(p), hops + 1
+    return found
+
+
+def rss_mb():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
+
+
+def open_fds():
+    return len(os.listdir('/proc/self/fd'))
+
+
+# --- the soak --------------------------------------------------------------------------
+class Soak:
+    def __init__(self, args, top):
+        self.args = args
+        self.top = top
+        self.expected_vs_got = collections.Counter()
+        self.by_kind = collections.defaultdict(collections.Counter)
+        self.mismatches = []
+        self.lost = []
+        self.stray = []
+        self.done_runs = self.done_real = 0
+        self.batches = 0
+
+    # -- preparing
+    def prepare(self):
+        import cpl
+        from cpl import _index
+        import importlib.util
+        spec = importlib.util.spec_from_file_location(
+            'cplrun_recipe_build', os.path.join(REPO, 'tests', 'recipes',
+                                                'build.py'))
+        build = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(build)
+        recipes = build.build(os.path.join(self.top, 'recipes'))
+        faults = build.build_faults(os.path.join(self.top, 'faults'))
+        self.inputs = os.path.join(self.top, 'inputs')
+        os.makedirs(self.inputs)
+        self.values = {}
+        import numpy as np
+        from astropy.io import fits
+        for i in range(8):
+            path = os.path.join(self.inputs, 'in%d.fits' % i)
+            fits.PrimaryHDU(np.full((4, 4), float(i), dtype=np.float32)
+                            ).writeto(path)
+            self.values[path] = float(i)
+        system = _index.split_path(cpl.Recipe.path)
+        cpl.Recipe.path = [os.path.dirname(recipes),
+                           os.path.dirname(faults)] + system
+        self.manifest = None
+        if self.args.real:
+            self.manifest = self.make_data()
+
+    def make_data(self):
+        script = None
+        for folder in (os.environ.get('CPLRUN_SHARED_DATA'),
+                       os.path.join(REPO, '..', 'shared', 'data')):
+            if folder and os.path.isfile(os.path.join(folder, 'make_data.py')):
+                script = os.path.join(folder, 'make_data.py')
+                break
+        if script is None:
+            sys.exit('soak: make_data.py not found (set CPLRUN_SHARED_DATA)'
+                     ' or give --real 0')
+        data = os.path.join(self.top, 'data')
+        subprocess.run([sys.executable, script, data, '--size', 'tiny',
+                        '--instruments', 'uves,naco', '--products-dir',
+                        os.path.join(data, 'products')], check=True,
+                       stdout=subprocess.DEVNULL)
+        with open(os.path.join(data, 'manifest.json')) as f:
+            return {s['recipe']: s for s in json.load(f)['steps']}
+
+    # -- one batch of test recipes
+    def test_batch(self, first, count):
+        from cpl.parallel import Workflow
+        w = Workflow()
+        plan = {}
+        inputs = sorted(self.values)
+        for i in range(first, first + count):
+            kind, recipe, param, expected = MIX[i % len(MIX)]
+            raw = inputs[i % len(inputs)]
+            param = dict(param)
+            if kind == 'params':
+                param['int_value'] = i
+            name = 'r%05d-%s' % (i, kind)
+            w.add(recipe, raw, tag='RAW', param=param, name=name)
+            plan[name] = (kind, expected, raw, param)
+        out = os.path.join(self.top, 'out', 'batch%04d' % self.batches)
+        report = w.run(n_workers=self.args.workers, output_dir=out,
+                       timeout=self.args.timeout, progress=False)
+        self.judge(report, plan, out)
+        self.done_runs += count
+
+    # -- one batch of real pipeline runs
+    def real_batch(self, count):
+        from cpl import esorex
+        from cpl.parallel import Workflow
+        w = Workflow()
+        plan = {}
+        naco = self.manifest['naco_img_dark']
+        bias = self.manifest['uves_cal_mbias']
+        dark = self.manifest['uves_cal_mdark']
+        naco_param = dict(o[2:].split('=', 1) for o in naco['options'])
+        bias_raw = esorex.load_sof(bias['sof'])['BIAS_BLUE']
+        dark_raw = esorex.load_sof(dark['sof'])['DARK_BLUE']
+        n = 0
+        while n < count:
+            i = self.done_real + n
+            if i % 3 == 0:
+                name = 'n%04d-naco' % i
+                w.add('naco_img_dark', esorex.load_sof(naco['sof'])['CAL_DARK'],
+                      tag='CAL_DARK', param=naco_param, name=name)
+                plan[name] = ('naco', 'success', None, naco)
+                n += 1
+            else:
+                b = w.add('uves_cal_mbias', bias_raw, tag='BIAS_BLUE',
+                          name='u%04d-bias' % i)
+                plan[b.name] = ('uves_bias', 'success', None, bias)
+                n += 1
+                if n < count:
+                    name = 'u%04d-dark' % i
+                    w.add('uves_cal_mdark', dark_raw, tag='DARK_BLUE',
+                          calib={'MASTER_BIAS_BLUE': b.MASTER_BIAS_BLUE},
+                          name=name)
+                    plan[name] = ('uves_dark', 'success', None, dark)
+                    n += 1
+        out = os.path.join(self.top, 'out', 'real%04d' % self.batches)
+        report = w.run(n_workers=self.args.workers, output_dir=out,
+                       timeout=300, progress=False)
+        self.judge(report, plan, out)
+        self.done_real += count
+
+    # -- judging a batch, then clearing it away
+    def judge(self, report, plan, out):
+        from astropy.io import fits
+        for r in report:
+            kind, expected, raw, extra = plan[r.name]
+            self.expected_vs_got[(expected, r.status)] += 1
+            self.by_kind[kind][r.status] += 1
+            if r.status != expected and len(self.mismatches) < 20:
+                self.mismatches.append('%s: %s, expected %s: %s' % (
+                    r.name, r.status, expected, (r.error or '')[:300]))
+            if r.status != 'success':
+                continue
+            # products lost?
+            try:
+                if kind == 'copy':
+                    data = fits.getdata(r.products['PRODUCT'])
+                    assert float(data[0, 0]) == self.values[raw]
+                elif kind == 'params':
+                    header = fits.getheader(r.products['PARAMS'])
+                    assert header['ESO QC INT_VALUE'] == extra['int_value']
+                elif kind == 'biglog':
+                    assert os.path.getsize(r.products['BIGLOG_PRODUCT']) > 0
+                elif kind == 'daemon':
+                    assert fits.getdata(r.products['SPAWN_PRODUCT'])[0, 0] \
+                        == 1.0
+                else:
+                    names = sorted(os.path.basename(p)
+                                   for p in r.products.values())
+                    assert names == sorted(extra['expected_products']), names
+                    for tag, path in r.products.items():
+                        assert fits.getheader(path)['ESO PRO CATG'] == tag
+            except Exception as exc:        # missing, unreadable, wrong
+                self.lost.append('%s: %s: %s' % (r.name, type(exc).__name__,
+                                                 exc))
+            # nothing temporary left by a finished run
+            run_dir = os.path.join(out, r.name)
+            if os.path.exists(os.path.join(run_dir, '.cplrun-work')):
+                self.stray.append(os.path.join(run_dir, '.cplrun-work'))
+        for top, dirs, files in os.walk(out):
+            dirs[:] = [d for d in dirs if d != '.cplrun-work']
+            self.stray += [os.path.join(top, f) for f in files
+                           if f.startswith('.cplrun-')
+                           and f != '.cplrun-run.json']
+        self.stray += [os.path.join(tempfile.gettempdir(), d)
+                       for d in os.listdir(tempfile.gettempdir())
+                       if os.path.join(tempfile.gettempdir(), d)
+                       not in self.stray]
+        shutil.rmtree(out, ignore_errors=True)
+        self.batches += 1
+
+    # -- the whole soak
+    def run(self):
+        args = self.args
+        deadline = time.monotonic() + 60 * args.minutes
+        started = time.monotonic()
+        n_batches = max(1, -(-args.runs // args.batch))
+        real_per_batch = -(-args.real // n_batches) if args.real else 0
+        first_rss = first_fds = None
+        for b in range(n_batches):
+            if time.monotonic() > deadline:
+                print('soak: time is up after %d batches' % b)
+                break
+            count = min(args.batch, args.runs - self.done_runs)
+            if count > 0:
+                self.test_batch(self.done_runs, count)
+            real = min(real_per_batch, args.real - self.done_real)
+            if real > 0:
+                self.real_batch(real)
+            if first_rss is None:
+                first_rss, first_fds = rss_mb(), open_fds()
+            print('soak: batch %d/%d: %d test runs, %d real runs, %.0f s, '
+                  'rss %.1f MB, %d fds' % (b + 1, n_batches, self.done_runs,
+                                          self.done_real,
+                                          time.monotonic() - started,
+                                          rss_mb(), open_fds()), flush=True)
+        end_rss, end_fds = rss_mb(), open_fds()
+        import cpl
+        from cpl import _runner
+        # every recipe process ends with its run: only the servers remain
+        servers = {s.pid for s in _runner.pool._servers.values()}
+        left_running = [p for p in descendants() if p not in servers]
+        _runner.pool.close()
+        time.sleep(0.2)
+        left = sorted(set(left_running) | set(descendants()))
+        return {
+            'test_runs': self.done_runs, 'real_runs': self.done_real,
+            'workers': args.workers, 'wall_s': round(time.monotonic()
+                                                     - started, 1),
+            'expected_vs_got': {'%s->%s' % k: v for k, v in
+                                sorted(self.expected_vs_got.items())},
+            'by_kind': {k: dict(v) for k, v in sorted(self.by_kind.items())},
+            'mismatches': self.mismatches,
+            'products_lost': len(self.lost), 'lost': self.lost[:20],
+            'processes_left': len(left), 'temp_left': len(self.stray),
+            'stray': self.stray[:20],
+            'rss_first_mb': round(first_rss or 0, 1),
+            'rss_end_mb': round(end_rss, 1),
+            'rss_growth_mb': round(end_rss - (first_rss or end_rss), 1),
+            'fds_first': first_fds, 'fds_end': end_fds,
+            'cpl_version': cpl.Recipe('rtest_copy').cpl_version,
+        }
+
+
+def report(figures):
+    lines = ['',
+             'cplrun soak: %d test runs and %d real runs, %d at once, in '
+             '%.0f s' % (figures['test_runs'], figures['real_runs'],
+                         figures['workers'], figures['wall_s']),
+             '', '  runs by status (expected -> got):']
+    for key, n in figures['expected_vs_got'].items():
+        expected, got = key.split('->')
+        lines.append('    %-8s -> %-9s %6d%s' % (
+            expected, got, n, '' if expected == got else '   <-- WRONG'))
+    lines.append('  by kind:')
+    for kind, counts in figures['by_kind'].items():
+        lines.append('    %-10s %s' % (kind, ', '.join(
+            '%s %d' % kv for kv in sorted(counts.items()))))
+    lines += ['',
+              '  products lost:         %d' % figures['products_lost'],
+              '  processes left:        %d' % figures['processes_left'],
+              '  temp folders left:     %d' % figures['temp_left'],
+              '  parent RSS:            %.1f MB after the first batch, '
+              '%.1f MB at the end: %+.1f MB (target < %g)' % (
+                  figures['rss_first_mb'], figures['rss_end_mb'],
+                  figures['rss_growth_mb'], RSS_TARGET_MB),
+              '  open fds:              %s after the first batch, %s at '
+              'the end' % (figures['fds_first'], figures['fds_end'])]
+    for what in ('mismatches', 'lost', 'stray'):
+        for item in figures[what]:
+            lines.append('  %s: %s' % (what, item))
+    lines.append('')
+    lines.append('  verdict: %s' % ('OK' if ok(figures) else 'FAILED'))
+    print('\n'.join(lines))
+
+
+def ok(figures):
+    wrong = sum(n for key, n in figures['expected_vs_got'].items()
+                if key.split('->')[0] != key.split('->')[1])
+    return (wrong == 0 and figures['products_lost'] == 0
+            and figures['processes_left'] == 0 and figures['temp_left'] == 0
+            and figures['rss_growth_mb'] < RSS_TARGET_MB
+            and figures['fds_first'] == figures['fds_end'])
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    top = tempfile.mkdtemp(prefix='cplrun-soak-')
+    # private temporary folder (run folders go there) and recipe index
+    os.environ['TMPDIR'] = os.path.join(top, 'tmp')
+    os.environ['XDG_CACHE_HOME'] = os.path.join(top, 'cache')
+    os.makedirs(os.environ['TMPDIR'])
+    tempfile.tempdir = os.environ['TMPDIR']
+    sys.path.insert(0, REPO)
+    try:
+        soak = Soak(args, top)
+        soak.prepare()
+        figures = soak.run()
+        report(figures)
+        if args.json:
+            with open(args.json, 'w') as f:
+                json.dump(figures, f, indent=2)
+    finally:
+        if args.keep:
+            print('soak folder kept: %s' % top)
+        else:
+            shutil.rmtree(top, ignore_errors=True)
+    return 0 if ok(figures) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
