@@ -15,7 +15,8 @@ It prints, and with ``--json FILE`` saves:
 * the growth of this process's resident memory between the end of the
   first batch and the end (target < 20 MB);
 * this process's open file descriptors after the first batch and at the
-  end (must be equal).
+  end, and before any run and once the runners are closed (each pair must
+  be equal).
 
 The exit status is 0 when every figure is on target.
 
@@ -286,6 +287,7 @@ class Soak:
         n_batches = max(1, -(-args.runs // args.batch))
         real_per_batch = -(-args.real // n_batches) if args.real else 0
         first_rss = first_fds = None
+        start_fds = open_fds()
         for b in range(n_batches):
             if time.monotonic() > deadline:
                 print('soak: time is up after %d batches' % b)
@@ -312,6 +314,7 @@ class Soak:
         _runner.pool.close()
         time.sleep(0.2)
         left = sorted(set(left_running) | set(descendants()))
+        closed_fds = open_fds()
         return {
             'test_runs': self.done_runs, 'real_runs': self.done_real,
             'workers': args.workers, 'wall_s': round(time.monotonic()
@@ -327,6 +330,7 @@ class Soak:
             'rss_end_mb': round(end_rss, 1),
             'rss_growth_mb': round(end_rss - (first_rss or end_rss), 1),
             'fds_first': first_fds, 'fds_end': end_fds,
+            'fds_start': start_fds, 'fds_closed': closed_fds,
             'cpl_version': cpl.Recipe('rtest_copy').cpl_version,
         }
 
@@ -354,7 +358,9 @@ def report(figures):
                   figures['rss_first_mb'], figures['rss_end_mb'],
                   figures['rss_growth_mb'], RSS_TARGET_MB),
               '  open fds:              %s after the first batch, %s at '
-              'the end' % (figures['fds_first'], figures['fds_end'])]
+              'the end; %s before any run, %s once the runners are closed'
+              % (figures['fds_first'], figures['fds_end'],
+                 figures['fds_start'], figures['fds_closed'])]
     for what in ('mismatches', 'lost', 'stray'):
         for item in figures[what]:
             lines.append('  %s: %s' % (what, item))
@@ -369,7 +375,8 @@ def ok(figures):
     return (wrong == 0 and figures['products_lost'] == 0
             and figures['processes_left'] == 0 and figures['temp_left'] == 0
             and figures['rss_growth_mb'] < RSS_TARGET_MB
-            and figures['fds_first'] == figures['fds_end'])
+            and figures['fds_first'] == figures['fds_end']
+            and figures['fds_start'] == figures['fds_closed'])
 
 
 def main(argv=None):

@@ -44,9 +44,14 @@ static char *format_decimal(char *buf, size_t size, long value)
 static void run_gdb(int fd)
 {
     char buf[32];
-    const char *pid = format_decimal(buf, sizeof buf, (long)getpid());
+    const char *volatile pid = format_decimal(buf, sizeof buf,
+                                              (long)getpid());
 
-    pid_t child = fork();
+    /* vfork, not fork: fork() runs glibc's atfork handlers, which take
+     * the malloc locks; a crash inside malloc or free (heap corruption
+     * found with threads running) holds one already, and fork() would
+     * wait for it forever.  The child only execs. */
+    pid_t child = vfork();
     if (child == 0) {
         dup2(fd, STDOUT_FILENO);
         dup2(fd, STDERR_FILENO);

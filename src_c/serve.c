@@ -21,6 +21,7 @@
 #include "runner.h"
 #include "json_out.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -189,6 +190,13 @@ static int is_run(pid_t pid)
     return 0;
 }
 
+static void kill_if_orphan(long pid)
+{
+    if (pid > 0 && !is_run((pid_t)pid)) {
+        kill((pid_t)pid, SIGKILL);
+    }
+}
+
 /* Kills the server's children that are not runs: what a finished run
  * left behind outside its process group (a daemon that called setsid()).
  * Each run is a subreaper itself, so while it lives its orphans become its
@@ -197,19 +205,52 @@ static int is_run(pid_t pid)
 static void kill_orphans(void)
 {
     char path[64];
-    snprintf(path, sizeof path, "/proc/self/task/%ld/children",
-             (long)getpid());
+    pid_t self = getpid();
+    long pid;
+    snprintf(path, sizeof path, "/proc/self/task/%ld/children", (long)self);
     FILE *f = fopen(path, "r");
-    if (f == NULL) {
+    if (f != NULL) {
+        while (fscanf(f, "%ld", &pid) == 1) {
+            kill_if_orphan(pid);
+        }
+        fclose(f);
         return;
     }
-    long pid;
-    while (fscanf(f, "%ld", &pid) == 1) {
-        if (pid > 0 && !is_run((pid_t)pid)) {
-            kill((pid_t)pid, SIGKILL);
+    /* A kernel without that file: every process's parent, from its stat. */
+    DIR *proc = opendir("/proc");
+    if (proc == NULL) {
+        return;
+    }
+    struct dirent *entry;
+    while ((entry = readdir(proc)) != NULL) {
+        char *end;
+        pid = strtol(entry->d_name, &end, 10);
+        if (*end != '\0' || pid <= 0) {
+            continue;
+        }
+        char stat_path[64], text[512];
+        snprintf(stat_path, sizeof stat_path, "/proc/%ld/stat", pid);
+        int fd = open(stat_path, O_RDONLY);
+        if (fd < 0) {
+            continue;
+        }
+        ssize_t n = read(fd, text, sizeof text - 1);
+        close(fd);
+        if (n <= 0) {
+            continue;
+        }
+        text[n] = '\0';
+        /* "pid (comm) state ppid ...": comm may hold spaces and ')' */
+        char *close_paren = strrchr(text, ')');
+        char state;
+        long ppid;
+        if (close_paren != NULL
+            && sscanf(close_paren + 1, " %c %ld", &state, &ppid) == 2
+            && ppid == (long)self) {
+            kill_if_orphan(pid);
         }
     }
-    fclose(f);
+    closedir(proc);
 }
 
 static void reap_children(void)

@@ -60,6 +60,12 @@ tempfile.tempdir = os.environ['TMPDIR']
 import cpl  # noqa: E402
 from cpl import _runner  # noqa: E402
 
+# A suite started in the background by a non-interactive shell (as CI may
+# start it) inherits SIGINT ignored, and so would every process it starts:
+# the tests of Ctrl-C need it delivered.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 SYSTEM_PATH = cpl.Recipe.path
 
 

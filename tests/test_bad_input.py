@@ -9,7 +9,6 @@ folder), or a clear failed status; nothing is lost or overwritten."""
 from __future__ import annotations
 
 import os
-import shutil
 
 import numpy as np
 import pytest

@@ -149,6 +149,7 @@ FAULTS = {
               'exit status 3'),
     'exit0': ('rtest_crash', {'mode': 'exit', 'exit_code': 0}, 'crashed',
               'exit status 0'),
+    'heap': ('rtest_heap', {'threads': 2}, 'crashed', 'SIGABRT'),
     'error': ('rtest_error', {}, 'failed', 'outer failure'),
     'hang': ('rtest_hang', {'fork_child': True}, 'timeout', 'timed out'),
     'oom': ('rtest_hang', {'seconds': 60.0}, 'crashed', 'SIGKILL'),
@@ -361,6 +362,26 @@ def test_a_crashing_call(tmp_path, work_tmp, mode, exit_code, signum):
     assert not out.exists() or fits_files(out) == []
     assert run_dirs(str(tmp_path / 'work')) == [os.path.basename(e.workdir)]
     assert_no_processes_left()
+
+
+@pytest.mark.parametrize('threads', [0, 2])
+def test_a_crash_inside_free_with_threads_running(raw, work_tmp, threads):
+    """glibc finds the heap corrupted inside free() and aborts, holding
+    its malloc lock: the crash handler must not wait for it (fork() in
+    the handler did, and the run hung until its timeout)."""
+    start = time.monotonic()
+    with pytest.raises(cpl.RecipeCrash) as info:
+        cpl.Recipe('rtest_heap')(raw, tag='RAW', param={'threads': threads},
+                                 timeout=60)
+    assert time.monotonic() - start < 30
+    e = info.value
+    assert not isinstance(e, cpl.RecipeTimeout)
+    assert e.signal == signal.SIGABRT
+    output = open(os.path.join(e.workdir, '.cplrun-output'),
+                  errors='replace').read()
+    assert 'corruption' in output or 'invalid next size' in output, output
+    assert_no_processes_left()
+    remove_run_dir(e)
 
 
 def test_a_timeout_kills_the_whole_process_group(raw, work_tmp):

@@ -22,6 +22,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 import cpl
 from cpl import _run, _runner
@@ -29,6 +30,9 @@ from cpl.esorex import SofError, load_rc, load_sof
 from cpl.logger import LogReader
 
 SCALE = int(os.environ.get('CPLRUN_FUZZ_EXAMPLES', '0')) or None
+# Hypothesis keeps files of its own (even without a database): in the
+# session's temporary folder, not in the work tree.
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), 'hypothesis'))
 
 
 def fuzz_settings(examples):
@@ -356,3 +360,64 @@ def test_fuzz_the_request_parser(chunks):
     if proc.returncode == 3:
         assert events[-1] == {'event': 'failed', 'id': -1,
                               'message': 'malformed request stream'}
+
+
+# --- the reader's worst cases, one by one -------------------------------------------------
+def fake_run(fake_runner, monkeypatch, recipe_lib, raw, ready, lines,
+             quits=False, timeout=0.5):
+    """One run through a real Server reading the fake runner; returns the
+    exception and the seconds it took."""
+    monkeypatch.setenv('CPLRUN_RUNNER', fake_runner)
+    folder = tempfile.mkdtemp(prefix='fake-')
+    try:
+        for name, data in (('ready', ready), ('lines', lines)):
+            with open(os.path.join(folder, name), 'wb') as f:
+                f.write(data)
+        env = dict(os.environ, CPLRUN_FAKE_READY=os.path.join(folder, 'ready'),
+                   CPLRUN_FAKE_LINES=os.path.join(folder, 'lines'))
+        if quits:
+            env['CPLRUN_FAKE_QUIT'] = '1'
+        spec = _run.RunSpec(recipe='rtest_copy', library=recipe_lib,
+                            params=[], frames=[('RAW', raw)], env=env,
+                            logname='cpl.fuzz', timeout=timeout,
+                            temp_dir=os.path.join(folder, 'work'))
+        saved, _runner.pool = _runner.pool, _runner.ServerPool()
+        start = time.monotonic()
+        try:
+            with pytest.raises(ALLOWED) as info:
+                _run.execute(spec)
+        finally:
+            _runner.pool.close()
+            _runner.pool = saved
+        return info.value, time.monotonic() - start
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize('case', [
+    'never ready', 'silent after ready', 'malformed request', 'endless line',
+    'bad exit report', 'dies mid-line'])
+def test_the_reader_never_hangs(fake_runner, fast_kills, monkeypatch,
+                                recipe_lib, raw, case):
+    ready, lines, quits, expected, text = {
+        'never ready': (b'', b'', False, _runner.RunnerError,
+                        'did not start'),
+        'silent after ready': (READY, b'', False, cpl.RecipeTimeout,
+                               'timed out'),
+        'malformed request': (READY, b'{"event":"failed","id":-1,'
+                              b'"message":"malformed request"}\n', False,
+                              cpl.RecipeCrash, 'malformed request'),
+        'endless line': (READY, b'{"event":"exited",' + b' ' * (3 << 20),
+                         True, cpl.RecipeCrash, 'ended with status 3'),
+        'bad exit report': (READY, b'{"event":"started","id":1,"pid":99}\n'
+                            b'{"event":"exited","id":1,"exit_code":0,'
+                            b'"signal":null,"utime":"x"}\n', False,
+                            cpl.RecipeCrash, 'malformed exit report'),
+        'dies mid-line': (READY, b'{"event":"exited","id":1,"exit_co', True,
+                          cpl.RecipeCrash, 'during the run'),
+    }[case]
+    exc, seconds = fake_run(fake_runner, monkeypatch, recipe_lib, raw, ready,
+                            lines, quits)
+    assert type(exc) is expected, exc
+    assert text in str(exc) and 'rtest_copy' in str(exc)
+    assert seconds < 5

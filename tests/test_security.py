@@ -18,7 +18,6 @@ import pytest
 from astropy.io import fits
 
 import cpl
-from cpl import _run
 from cpl.parallel import Workflow, run_batch
 from conftest import REPO, recipe_processes, remove_run_dir, run_dirs
 

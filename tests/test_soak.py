@@ -40,4 +40,5 @@ def test_short_soak(tmp_path):
     assert figures['temp_left'] == 0, output
     assert figures['rss_growth_mb'] < 20, output
     assert figures['fds_first'] == figures['fds_end'], output
+    assert figures['fds_start'] == figures['fds_closed'], output
     assert proc.returncode == 0, output

@@ -11,6 +11,8 @@
  *                  write to stdout/stderr directly with write(2)
  *   rtest_spawn    start a detached daemon (setsid, double fork) that
  *                  sleeps forever, then end or hang
+ *   rtest_heap     corrupt the heap with threads running (glibc aborts
+ *                  inside free(), holding its malloc lock)
  *
  * See ../README.rst.
  */
@@ -19,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -492,6 +495,66 @@ static cpl_error_code rtest_spawn(cpl_frameset *frames,
 }
 
 /*-----------------------------------------------------------------------------
+                                 rtest_heap
+ -----------------------------------------------------------------------------*/
+
+static cpl_error_code rtest_heap_fill(cpl_parameterlist *list,
+                                      const char *context)
+{
+    RFAULT_VALUE(list, context, "threads", CPL_TYPE_INT,
+                 "Threads running (and allocating) while the heap is "
+                 "corrupted; 0: none.", 2);
+    return CPL_ERROR_NONE;
+}
+
+static volatile int rfault_stop = 0;
+
+static void *rfault_churn(void *arg)
+{
+    (void)arg;
+    while (!rfault_stop) {
+        free(malloc(24));
+    }
+    return NULL;
+}
+
+static cpl_error_code rtest_heap(cpl_frameset *frames,
+                                 const cpl_parameterlist *parlist)
+{
+    const char *recipe = "rtest_heap";
+    const int threads = rfault_int(parlist, recipe, "threads");
+    cpl_frameset *used = rfault_used(frames);
+    pthread_t tids[16];
+
+    if (used == NULL) {
+        return cpl_error_set_where(cpl_func);
+    }
+    for (int i = 0; i < threads && i < 16; i++) {
+        pthread_create(&tids[i], NULL, rfault_churn, NULL);
+    }
+    cpl_msg_info(cpl_func, "corrupting the heap with %d threads", threads);
+    fflush(NULL);
+    /* A chunk too large for the tcache and the fastbins, whose neighbour's
+     * size field is overwritten: free() finds "invalid next size" in
+     * _int_free, holding the arena lock when the process has threads, and
+     * aborts. */
+    char *volatile a = malloc(4000);
+    memset(a, 1, 4000);
+    /* glibc's chunk layout: the size is the word before the memory, the
+     * next chunk starts size bytes after this one (16 before the memory) */
+    size_t size = ((size_t *)a)[-1] & ~(size_t)7;
+    size_t *next_size = (size_t *)(a - 16 + size + 8);
+    cpl_msg_debug(cpl_func, "chunk size %zu, next chunk's size %zu", size,
+                  *next_size);
+    *next_size = 1;             /* impossibly small */
+    free(a);
+    rfault_stop = 1;
+    cpl_frameset_delete(used);
+    return cpl_error_set_message(cpl_func, CPL_ERROR_UNSPECIFIED,
+                                 "the heap corruption went unnoticed");
+}
+
+/*-----------------------------------------------------------------------------
                               Plugin callbacks
  -----------------------------------------------------------------------------*/
 
@@ -525,6 +588,14 @@ static const rfault_definition rfault_recipes[] = {
       "Input frames:\n"
       "  RAW  (1..n)  any files, only recorded in the product headers\n",
       rtest_spawn_fill, rtest_spawn },
+    { "rtest_heap", "Corrupt the heap with threads running",
+      "Starts 'threads' threads that allocate and free in a loop, then\n"
+      "overwrites the size of a heap chunk so that glibc detects it inside\n"
+      "free() (with its malloc lock held when there are threads) and\n"
+      "aborts: a crash whose handler must not need malloc.\n"
+      "Input frames:\n"
+      "  RAW  (1..n)  any files, only recorded in the product headers\n",
+      rtest_heap_fill, rtest_heap },
 };
 
 #define RFAULT_N (sizeof rfault_recipes / sizeof rfault_recipes[0])
