@@ -326,3 +326,18 @@ def wait_until(predicate, timeout, interval=0.05):
         if time.monotonic() > deadline:
             return False
         time.sleep(interval)
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """Names of the runs of a workflow that really started a recipe
+    process, in order."""
+    from cpl import parallel
+    names = []
+    real = parallel.run_task
+
+    def counting(task, control=None):
+        names.append(task['name'])
+        return real(task, control)
+    monkeypatch.setattr(parallel, 'run_task', counting)
+    return names

@@ -25,24 +25,11 @@ OPTS = dict(progress=False)
 
 
 @pytest.fixture
-def started(monkeypatch):
-    """Runs that reached a recipe process (through a workflow)."""
-    names = []
-    real = parallel.run_task
-
-    def counting(task, control=None):
-        names.append(task['name'])
-        return real(task, control)
-    monkeypatch.setattr(parallel, 'run_task', counting)
-    return names
-
-
-@pytest.fixture
-def nothing_runs(work_tmp, started):
+def nothing_runs(work_tmp, ran):
     """The block starts no run and leaves no run folder."""
     before = set(run_dirs(work_tmp))
     yield
-    assert started == []
+    assert ran == []
     assert set(run_dirs(work_tmp)) == before
     assert recipe_processes() == []
 

@@ -35,19 +35,6 @@ def out(tmp_path):
     return str(tmp_path / 'out')
 
 
-@pytest.fixture
-def ran(monkeypatch):
-    """Names of the runs that really started a recipe process, in order."""
-    names = []
-    real = parallel.run_task
-
-    def counting(task, control=None):
-        names.append(task['name'])
-        return real(task, control)
-    monkeypatch.setattr(parallel, 'run_task', counting)
-    return names
-
-
 def image(path, value, shape=(4, 4)):
     return write_image(str(path), np.full(shape, float(value),
                                           dtype=np.float32), OBJECT=str(value))
