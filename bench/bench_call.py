@@ -48,6 +48,7 @@ import json, sys, time
 import numpy
 from astropy.io.fits import HDUList
 import cpl
+print(cpl.__file__)
 case = json.loads(sys.argv[1])
 ballast = numpy.ones(int(sys.argv[4]) * 2**20 // 8)
 cpl.Recipe.path = case['path']
@@ -89,11 +90,16 @@ def bench_python_cpl(case: Case, calls: int, tmp: str, ballast_mb: int
                      ) -> list[float]:
     if not os.path.exists('/usr/lib/python3/dist-packages/cpl'):
         return []
-    out = subprocess.run(['/usr/bin/python3', '-c', PYTHON_CPL,
+    # Isolated (-I) and away from the source tree: run from this project's
+    # folder, "import cpl" would find this package, not python-cpl.
+    out = subprocess.run(['/usr/bin/python3', '-I', '-c', PYTHON_CPL,
                           json.dumps(case.__dict__), str(calls), tmp,
-                          str(ballast_mb)],
+                          str(ballast_mb)], cwd=tmp,
                          capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    module, times = out.stdout.strip().splitlines()[-2:]
+    if not module.startswith('/usr/lib/python3/dist-packages/cpl/'):
+        raise RuntimeError('the python-cpl anchor imported %s' % module)
+    return json.loads(times)
 
 
 def bench_esorex(case: Case, calls: int, tmp: str) -> list[float]:

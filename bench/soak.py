@@ -35,6 +35,9 @@ import sys
 import tempfile
 import time
 
+# bench/ is this script's folder, so first on sys.path.
+from proctree import descendants, leftovers
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
@@ -77,29 +80,6 @@ def parse_args(argv):
 
 
 # --- this process, read from /proc ----------------------------------------------
-def descendants():
-    """pids of the live processes below this one."""
-    parent = {}
-    for entry in os.listdir('/proc'):
-        if entry.isdigit():
-            try:
-                with open('/proc/%s/stat' % entry) as f:
-                    fields = f.read().rsplit(')', 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] not in ('Z', 'X'):
-                parent[int(entry)] = int(fields[1])
-    me, found = os.getpid(), []
-    for pid in parent:
-        p, hops = parent.get(pid), 0
-        while p is not None and p > 1 and hops < 64:
-            if p == me:
-                found.append(pid)
-                break
-            p, hops = parent.get(p), hops + 1
-    return found
-
-
 def rss_mb():
     with open('/proc/self/statm') as f:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
@@ -308,9 +288,10 @@ class Soak:
         end_rss, end_fds = rss_mb(), open_fds()
         import cpl
         from cpl import _runner
-        # every recipe process ends with its run: only the servers remain
+        # every recipe process ends with its run: only the servers (and
+        # the spare each keeps forked ahead) remain
         servers = {s.pid for s in _runner.pool._servers.values()}
-        left_running = [p for p in descendants() if p not in servers]
+        left_running = leftovers(servers)
         _runner.pool.close()
         time.sleep(0.2)
         left = sorted(set(left_running) | set(descendants()))

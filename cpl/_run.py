@@ -297,9 +297,10 @@ MAX_RESULT_BYTES = 64 << 20
 
 
 def _read_result(workdir: str) -> dict | None:
-    """The run's result file, or None when it is missing or is not what
-    the runner writes (every field is checked: it comes from the recipe's
-    process, which the recipe may have damaged)."""
+    """The run's result file (written when its report could not be sent),
+    or None when it is missing or is not what the runner writes (every
+    field is checked: it comes from the recipe's process, which the recipe
+    may have damaged)."""
     try:
         with open(os.path.join(workdir, RESULT_FILE), 'rb') as f:
             data = f.read(MAX_RESULT_BYTES + 1)
@@ -369,12 +370,16 @@ def _outcome(spec: RunSpec, workdir: str, handle: _runner.RunHandle,
         else:
             text = 'recipe %s crashed with %s' % (spec.recipe, signal_name(sig))
         raise RecipeCrash(text, signal=sig, backtrace=backtrace, **where)
-    result = _read_result(workdir)
+    if handle.report is not None:
+        result = handle.report if _sound_result(handle.report) else None
+    else:
+        result = _read_result(workdir)
     if code != 0 or result is None:
         if code:
             why = '; it called exit()'
-        elif os.path.exists(os.path.join(workdir, RESULT_FILE)):
-            why = '; its result file is damaged'
+        elif handle.report is not None or \
+                os.path.exists(os.path.join(workdir, RESULT_FILE)):
+            why = '; its result is damaged'
         else:
             why = _no_space_hint(workdir)
         raise RecipeCrash(

@@ -105,19 +105,47 @@ def check_exit_event(event: dict) -> str | None:
     return None
 
 
+def read_report(event: dict) -> tuple[dict, dict]:
+    """The exit figures and the result of a 'finished' event, both from the
+    run's report.  A report that cannot be read gives an empty result,
+    which the caller's checks find damaged, like a damaged result file."""
+    try:
+        report = json.loads(event['report'])
+    except (TypeError, ValueError, RecursionError):
+        report = None
+    if not isinstance(report, dict):
+        report = {}
+    exit_event = {'event': 'finished', 'pid': event.get('pid'),
+                  'exit_code': 0, 'signal': None,
+                  'utime': report.pop('utime', 0.0),
+                  'stime': report.pop('stime', 0.0),
+                  'maxrss_kb': report.pop('maxrss_kb', 0)}
+    if check_exit_event(exit_event) is not None:
+        exit_event.update(utime=0.0, stime=0.0, maxrss_kb=0)
+        report = {}
+    return exit_event, report
+
+
 class RunHandle:
     """One run submitted to a server: its pid, and how it ended."""
 
     def __init__(self, run_id: int) -> None:
         self.id = run_id
         self.pid: int | None = None
-        self.exit: dict | None = None        # the 'exited' event
+        #: how the process ended: the 'exited' event, or figures from the
+        #: 'finished' one
+        self.exit: dict | None = None
+        #: the result the run reported ('finished'), unchecked; None when
+        #: it ended without one (its result file is then the only one)
+        self.report: dict | None = None
         self.failure: str | None = None      # why it never started or ended
         self.finished = threading.Event()
 
-    def _finish(self, exit_event: dict | None, failure: str | None) -> None:
+    def _finish(self, exit_event: dict | None, failure: str | None,
+                report: dict | None = None) -> None:
         self.exit = exit_event
         self.failure = failure
+        self.report = report
         self.finished.set()
 
 
@@ -291,10 +319,13 @@ class Server:
                 pid = event.get('pid')
                 handle.pid = pid if type(pid) is int and pid > 0 else None
                 return
-            if kind not in ('exited', 'failed'):
+            if kind not in ('exited', 'finished', 'failed'):
                 return
             del self._handles[handle.id]
-        if kind == 'exited':
+        if kind == 'finished':
+            exit_event, report = read_report(event)
+            handle._finish(exit_event, None, report)
+        elif kind == 'exited':
             problem = check_exit_event(event)
             if problem is None:
                 handle._finish(event, None)

@@ -120,6 +120,26 @@ def _run_options(args: argparse.Namespace) -> dict:
                 preflight=not args.no_preflight, force_run=args.force_run)
 
 
+#: The ``--slurm-*`` options: each one's DaskClusterManager keyword (also
+#: its argparse dest) and its add_argument settings.  Kept in one table so
+#: that an option added here reaches the cluster without a second edit.
+_SLURM_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    '--slurm-queue': ('slurm_queue', {}),
+    '--slurm-account': ('slurm_account', {}),
+    '--slurm-walltime': ('slurm_walltime', {'default': '24:00:00'}),
+    '--slurm-job-mem': ('slurm_job_mem', {'metavar': 'MEM'}),
+    '--slurm-cores-per-job': ('slurm_cores_per_job',
+                              {'type': int, 'default': 1}),
+    '--slurm-job-extra': ('slurm_job_extra_directives', {
+        'action': 'append', 'metavar': 'DIRECTIVE',
+        'help': 'an extra #SBATCH directive (repeatable)'}),
+    '--slurm-python': ('slurm_python', {
+        'metavar': 'PYTHON',
+        'help': 'the Python of the jobs (default: this one)'}),
+    '--slurm-log-directory': ('slurm_log_directory', {'default': 'logs'}),
+}
+
+
 def _cluster(args: argparse.Namespace):
     """The Dask cluster the options ask for, or None for this machine."""
     if not args.scheduler and not args.cluster:
@@ -132,13 +152,9 @@ def _cluster(args: argparse.Namespace):
     return DaskClusterManager(
         nworkers=args.workers or (os.cpu_count() if args.cluster == 'local'
                                   else 1),
-        cluster_type=args.cluster, slurm_queue=args.slurm_queue,
-        slurm_account=args.slurm_account, slurm_walltime=args.slurm_walltime,
-        slurm_job_mem=args.slurm_job_mem,
-        slurm_cores_per_job=args.slurm_cores_per_job,
-        slurm_job_extra_directives=args.slurm_job_extra,
-        slurm_python=args.slurm_python,
-        slurm_log_directory=args.slurm_log_directory)
+        cluster_type=args.cluster,
+        **{keyword: getattr(args, keyword)
+           for keyword, _ in _SLURM_OPTIONS.values()})
 
 
 def _run_on(args: argparse.Namespace, start: Callable) -> Any:
@@ -228,16 +244,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                            'SLURM jobs')
     dask.add_argument('--workers', type=int, metavar='N',
                       help='Dask workers to start (or wait for)')
-    dask.add_argument('--slurm-queue')
-    dask.add_argument('--slurm-account')
-    dask.add_argument('--slurm-walltime', default='24:00:00')
-    dask.add_argument('--slurm-job-mem', metavar='MEM')
-    dask.add_argument('--slurm-cores-per-job', type=int, default=1)
-    dask.add_argument('--slurm-job-extra', action='append', metavar='DIRECTIVE',
-                      help='an extra #SBATCH directive (repeatable)')
-    dask.add_argument('--slurm-python', metavar='PYTHON',
-                      help='the Python of the jobs (default: this one)')
-    dask.add_argument('--slurm-log-directory', default='logs')
+    for flag, (keyword, settings) in _SLURM_OPTIONS.items():
+        dask.add_argument(flag, dest=keyword, **settings)
 
 
 def build_parser() -> argparse.ArgumentParser:

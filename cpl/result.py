@@ -10,6 +10,8 @@ from typing import Any, Iterator
 
 from astropy.io import fits
 
+from .logger import LogList
+
 
 class Stat:
     """Resource use of one run.
@@ -273,7 +275,8 @@ class Result:
     def __reduce__(self):
         # Paths travel as they are; products in memory as FITS bytes.
         products = {tag: _to_portable(self.__dict__[tag]) for tag in self.tags}
-        return (_restore_result, (products, self.stat, self.error, self.dir))
+        return (_restore_result, (products, self.stat, self.error, self.dir,
+                                  _log_to_portable(self.log)))
 
 
 def _to_portable(value):
@@ -294,6 +297,35 @@ def _from_portable(value):
     return value
 
 
-def _restore_result(products, stat, error, directory):
+# A record's attributes of these types pickle anywhere; anything else was
+# put there by some handler along the way and need not travel.
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _log_to_portable(log):
+    if log is None:
+        return None
+    portable = []
+    for record in log:
+        attrs = {k: v for k, v in vars(record).items()
+                 if isinstance(v, _PLAIN)}
+        # As logging.handlers.SocketHandler does: the message merged with
+        # its arguments, and no traceback objects (they do not pickle).
+        attrs['msg'] = record.getMessage()
+        attrs['args'] = None
+        attrs['exc_info'] = None
+        attrs.pop('message', None)
+        portable.append(attrs)
+    return portable
+
+
+def _log_from_portable(portable):
+    if portable is None:
+        return None
+    return LogList(logging.makeLogRecord(attrs) for attrs in portable)
+
+
+def _restore_result(products, stat, error, directory, log=None):
+    # log has a default so that results pickled by earlier versions load.
     return Result({tag: _from_portable(v) for tag, v in products.items()},
-                  None, stat, error, directory)
+                  _log_from_portable(log), stat, error, directory)

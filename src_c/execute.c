@@ -1,5 +1,6 @@
 /* One recipe run, inside the process the server forked for it. */
 #include "runner.h"
+#include "fdio.h"
 #include "json_out.h"
 
 #include <errno.h>
@@ -8,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_ERRORS 64
@@ -154,38 +157,61 @@ static void collect_products(const cpl_frameset *frames)
     }
 }
 
-/* Room for the result file, taken before the recipe runs: a recipe that
- * fills the disk still gets its failure reported, not lost for want of
- * the few kilobytes the report needs. */
-#define RESULT_RESERVE (256 * 1024)
-static int result_fd = -1;
-
-static void reserve_result(void)
+static void add_usage(json_writer *w)
 {
-    result_fd = open(CPLRUN_RESULT_FILE ".part",
-                     O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (result_fd >= 0 && posix_fallocate(result_fd, 0, RESULT_RESERVE) != 0) {
-        close(result_fd);
-        result_fd = -1;
+    /* The run's own figures and those of the processes it waited for, as
+     * wait4() would give them to the server once the run has exited. */
+    struct rusage self, children;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &children);
+    json_key(w, "utime");
+    json_double(w, self.ru_utime.tv_sec + children.ru_utime.tv_sec
+                       + (self.ru_utime.tv_usec + children.ru_utime.tv_usec) * 1e-6);
+    json_key(w, "stime");
+    json_double(w, self.ru_stime.tv_sec + children.ru_stime.tv_sec
+                       + (self.ru_stime.tv_usec + children.ru_stime.tv_usec) * 1e-6);
+    json_key(w, "maxrss_kb");
+    json_int(w, self.ru_maxrss > children.ru_maxrss ? self.ru_maxrss
+                                                    : children.ru_maxrss);
+}
+
+/* The result file, for a run whose report pipe is gone (a recipe that
+ * closed descriptors it did not own).  The rename makes it appear whole or
+ * not at all: a process that dies while writing leaves no result, hence a
+ * crash report. */
+static void write_result_file(const char *text, size_t len)
+{
+    int fd = open(CPLRUN_RESULT_FILE ".part",
+                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return;
+    }
+    int written = fd_write_all(fd, text, len) == 0;
+    if (close(fd) == 0 && written) {
+        rename(CPLRUN_RESULT_FILE ".part", CPLRUN_RESULT_FILE);
     }
 }
 
-static FILE *open_result(void)
+/* The report pipe as it was before the recipe ran: a recipe that closed
+ * it may have opened a file under the same number since. */
+static struct stat report_pipe;
+
+static int is_report_pipe(int fd)
 {
-    if (result_fd >= 0) {
-        FILE *out = fdopen(result_fd, "r+");
-        result_fd = -1;
-        if (out != NULL) {
-            return out;
-        }
-    }
-    return fopen(CPLRUN_RESULT_FILE ".part", "w");
+    struct stat now;
+    return fstat(fd, &now) == 0 && now.st_dev == report_pipe.st_dev
+           && now.st_ino == report_pipe.st_ino;
 }
 
-static void write_result(int return_code, const char *setup_error,
-                         int memory_is_empty)
+/* The run's result, one JSON line, to the server through the report pipe:
+ * it is complete when its newline arrives, and needs no disk space (a
+ * recipe that filled the disk still gets its failure reported). */
+static void write_result(int report_fd, int return_code,
+                         const char *setup_error, int memory_is_empty)
 {
-    FILE *out = open_result();
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
     if (out == NULL) {
         return;
     }
@@ -226,18 +252,14 @@ static void write_result(int return_code, const char *setup_error,
         json_end_object(&w);
     }
     json_end_array(&w);
+    add_usage(&w);
     json_end_object(&w);
     fputc('\n', out);
-    /* Cut to what was written (the reserve was longer). */
-    int written = fflush(out) == 0 && !ferror(out);
-    long length = ftell(out);
-    if (written && length > 0) {
-        written = ftruncate(fileno(out), (off_t)length) == 0;
+    if (fclose(out) != 0) {
+        return;
     }
-    /* The rename makes the result appear whole or not at all: a process
-     * that dies while writing leaves no result, hence a crash report. */
-    if (fclose(out) == 0 && written) {
-        rename(CPLRUN_RESULT_FILE ".part", CPLRUN_RESULT_FILE);
+    if (!is_report_pipe(report_fd) || fd_write_all(report_fd, text, len) != 0) {
+        write_result_file(text, len);
     }
 }
 
@@ -257,45 +279,60 @@ static void redirect_output(void)
     setvbuf(stdout, NULL, _IOLBF, 0);
 }
 
-void execute_run(const request *req, loaded_plugin *lib, const char *gdb)
+/* Ends the run: its output and log complete first, the result last, so
+ * that whatever reads the result finds the run's files whole. */
+static void __attribute__((noreturn)) finish_run(int report_fd, int return_code,
+                       const char *setup_error, int memory_is_empty)
+{
+    fflush(stdout);
+    fflush(stderr);
+    cpl_msg_stop_log();
+    write_result(report_fd, return_code, setup_error, memory_is_empty);
+    _exit(0);
+}
+
+void execute_run(const request *req, int report_fd)
 {
     const char *workdir = request_get(req, "workdir");
     if (workdir == NULL || chdir(workdir) != 0) {
         _exit(120);
     }
+    fstat(report_fd, &report_pipe);
     redirect_output();
-    reserve_result();
+    char err[4096];
+    const char *plugin_path = request_get(req, "plugin");
+    /* Found in the cache the server filled before it forked this process,
+     * unless the file changed since. */
+    loaded_plugin *lib = plugin_path != NULL
+                             ? plugin_cache_get(plugin_path, err, sizeof err)
+                             : NULL;
+    if (lib == NULL) {
+        finish_run(report_fd, -1, plugin_path != NULL ? err : "no plugin",
+                   -1);
+    }
     /* With CPL's memory check on, what the server allocated before the
      * fork must not count against the recipe: the run registers its
      * library's recipes itself and frees them before the check (as esorex
      * does).  Before the log is set up, so registration chatter stays out. */
     cpl_pluginlist *own_recipes = cpl_memory_is_empty() != -1
                                       ? plugin_fresh_list(lib) : NULL;
-    /* glibc reports heap corruption on the terminal unless told not to;
-     * it belongs in this run's output. */
-    setenv("LIBC_FATAL_STDERR_", "1", 1);
-
     cpl_msg_set_log_name(CPLRUN_LOG_FILE);
     cpl_msg_set_log_level(severity(request_get(req, "loglevel")));
     cpl_msg_set_level(CPL_MSG_OFF);
-    crash_handlers_install(gdb);
 
-    char err[4096];
     const char *setup_error = NULL;
     const char *name = request_get(req, "recipe");
     cpl_plugin *plugin = name != NULL ? plugin_find_recipe(lib, name) : NULL;
     if (plugin == NULL) {
         snprintf(err, sizeof err, "no recipe '%s' in %s", name ? name : "",
                  lib->path);
-        write_result(-1, err, -1);
-        _exit(0);
+        finish_run(report_fd, -1, err, -1);
     }
     cpl_recipe *recipe = (cpl_recipe *)plugin;
     cpl_plugin_func init = cpl_plugin_get_init(plugin);
     if (init == NULL || init(plugin) != 0) {
         snprintf(err, sizeof err, "recipe '%s' failed to initialise", name);
-        write_result(-1, err, -1);
-        _exit(0);
+        finish_run(report_fd, -1, err, -1);
     }
     recipe->frames = cpl_frameset_new();
     for (int i = 0; i < req->count && setup_error == NULL; i++) {
@@ -308,8 +345,7 @@ void execute_run(const request *req, loaded_plugin *lib, const char *gdb)
         }
     }
     if (setup_error != NULL) {
-        write_result(-1, setup_error, -1);
-        _exit(0);
+        finish_run(report_fd, -1, setup_error, -1);
     }
 
     cpl_errorstate before = cpl_errorstate_get();
@@ -333,8 +369,5 @@ void execute_run(const request *req, loaded_plugin *lib, const char *gdb)
                          || (strcmp(dump, "1") == 0 && memory_is_empty == 0))) {
         cpl_memory_dump();
     }
-    write_result(return_code, NULL, memory_is_empty);
-    fflush(stdout);
-    cpl_msg_stop_log();
-    _exit(0);
+    finish_run(report_fd, return_code, NULL, memory_is_empty);
 }

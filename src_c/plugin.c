@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 static loaded_plugin *cache = NULL;
+/* Counts the loads into the cache: a process forked earlier lacks what
+ * was loaded since. */
+static unsigned long cache_generation = 0;
 
 int plugin_is_recipe(const cpl_plugin *p)
 {
@@ -101,8 +104,14 @@ loaded_plugin *plugin_cache_get(const char *path, char *err, size_t err_len)
         }
         lib->next = cache;
         cache = lib;
+        cache_generation++;
     }
     return lib;
+}
+
+unsigned long plugin_cache_generation(void)
+{
+    return cache_generation;
 }
 
 cpl_pluginlist *plugin_fresh_list(loaded_plugin *lib)

@@ -23,6 +23,9 @@ loaded_plugin *plugin_load(const char *path, char *err, size_t err_len);
  * A library replaced on disk since (rebuilt, upgraded) is loaded anew. */
 loaded_plugin *plugin_cache_get(const char *path, char *err, size_t err_len);
 
+/* Changes whenever plugin_cache_get() loads a library. */
+unsigned long plugin_cache_generation(void);
+
 /* In a forked run: frees the plugin lists of every cached library (made
  * by the server before the fork, they would count as allocated memory for
  * CPL's memory check) and registers lib's recipes afresh.  The run owns

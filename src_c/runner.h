@@ -19,12 +19,17 @@
 #define CPLRUN_RESULT_FILE    ".cplrun-result.json"
 #define CPLRUN_BACKTRACE_FILE ".cplrun-backtrace"
 
+/* The process name (comm) of a server's process waiting for its run. */
+#define CPLRUN_SPARE_NAME     "cplrun-spare"
+
 int describe_main(int argc, char **argv);
 int serve_main(void);
 
 /* Runs the recipe described by req in the current (freshly forked)
- * process and terminates it; never returns. */
-void execute_run(const request *req, loaded_plugin *lib, const char *gdb);
+ * process and terminates it; never returns.  The result goes to
+ * report_fd as one JSON line (see execute.c). */
+void execute_run(const request *req, int report_fd)
+    __attribute__((noreturn));
 
 /* Installs handlers that write CPLRUN_BACKTRACE_FILE (with gdb when gdb is
  * not NULL) and then die of the same signal. */

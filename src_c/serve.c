@@ -14,11 +14,16 @@
  *   {"event":"ready","pid":P,"cpl_version":V}
  *   {"event":"started","id":I,"pid":P}
  *   {"event":"failed","id":I,"message":M}      (the run could not start)
+ *   {"event":"finished","id":I,"pid":P,"report":R}
+ *        (the run reached its end; R is its result line, see execute.c)
  *   {"event":"exited","id":I,"exit_code":C|null,"signal":S|null,
  *    "utime":U,"stime":S,"maxrss_kb":K}
+ *        (the run's process ended without reporting a result)
  * End of stdin (Python exited or died) kills every run and ends the server.
  */
+#define _GNU_SOURCE     /* pipe2 */
 #include "runner.h"
+#include "fdio.h"
 #include "json_out.h"
 
 #include <dirent.h>
@@ -35,16 +40,34 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* A report longer than this is not one the run's own code wrote. */
+#define MAX_REPORT_BYTES (64u << 20)
+
 typedef struct {
     long long id;
     pid_t pid;
+    int report_fd;      /* read end of its report pipe; -1 once closed */
+    char *report;       /* what arrived of the report so far */
+    size_t report_len;
+    int report_damaged; /* longer than MAX_REPORT_BYTES */
 } running_run;
+
+/* The process forked ahead for the next run. */
+typedef struct {
+    pid_t pid;                  /* 0 when there is none */
+    int request_fd;             /* write end: its request goes here */
+    int report_fd;              /* read end of its report pipe */
+    unsigned long plugins;      /* plugin_cache_generation() at its fork */
+} spare_process;
 
 static running_run *runs = NULL;
 static int run_count = 0;
 static int run_capacity = 0;
+static spare_process spare = { 0, -1, -1, 0 };
 static int sigchld_pipe[2] = { -1, -1 };
 static FILE *replies = NULL;
+static const char *gdb = NULL;
+static pid_t server = 0;
 
 static void on_sigchld(int sig)
 {
@@ -113,7 +136,157 @@ static long long parse_id(const request *req)
     return id != NULL ? strtoll(id, NULL, 10) : -1;
 }
 
-static void start_run(const request *req, const char *gdb, pid_t server)
+/* The spare's request: one netstring on fd, read to its end (EOF before
+ * that: the server discarded this spare). */
+static int read_request(int fd, char **buf, request *req)
+{
+    size_t capacity = 1 << 16, filled = 0;
+    *buf = malloc(capacity);
+    for (;;) {
+        const char *payload;
+        size_t payload_len, used;
+        int r = netstring_take(*buf, filled, &payload, &payload_len, &used);
+        if (r < 0) {
+            return -1;
+        }
+        if (r > 0) {
+            return request_parse(payload, payload_len, req);
+        }
+        if (filled == capacity) {
+            capacity *= 2;
+            *buf = realloc(*buf, capacity);
+        }
+        ssize_t n = read(fd, *buf + filled, capacity - filled);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return -1;
+        }
+        filled += (size_t)n;
+    }
+}
+
+/* In the spare, right after the fork: everything a run needs that does
+ * not depend on its request, then the wait for it. */
+static void become_spare(int request_fd, int report_fd)
+{
+    /* Its own process group, so that a timeout or cancel also kills
+     * whatever the recipe started itself. */
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() != server) {
+        _exit(121);
+    }
+    /* What the recipe starts and leaves (a daemon that escapes the group)
+     * becomes a child of the run while the run lives, and the server's
+     * when it ends, to be killed then: see kill_orphans(). */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    signal(SIGCHLD, SIG_DFL);
+    close(sigchld_pipe[0]);
+    close(sigchld_pipe[1]);
+    fclose(replies);
+    for (int i = 0; i < run_count; i++) {
+        if (runs[i].report_fd >= 0) {
+            close(runs[i].report_fd);
+        }
+    }
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) {
+        dup2(devnull, STDIN_FILENO);
+        close(devnull);
+    }
+    /* glibc reports heap corruption on the terminal unless told not to;
+     * it belongs in the run's output. */
+    setenv("LIBC_FATAL_STDERR_", "1", 1);
+    crash_handlers_install(gdb);
+    /* Named for ps and top: a waiting spare, then the recipe it runs. */
+    prctl(PR_SET_NAME, CPLRUN_SPARE_NAME, 0, 0, 0);
+    char *buf;
+    request req;
+    if (read_request(request_fd, &buf, &req) != 0) {
+        _exit(0);
+    }
+    close(request_fd);
+    const char *recipe = request_get(&req, "recipe");
+    if (recipe != NULL) {
+        prctl(PR_SET_NAME, recipe, 0, 0, 0);
+    }
+    execute_run(&req, report_fd);
+}
+
+static void discard_spare(void)
+{
+    if (spare.pid == 0) {
+        return;
+    }
+    close(spare.request_fd);
+    close(spare.report_fd);
+    /* Reaped, and not reported, like any child that is not a run. */
+    kill(spare.pid, SIGKILL);
+    spare.pid = 0;
+}
+
+static int spawn_spare(void)
+{
+    int request_pipe[2], report_pipe[2];
+    if (pipe2(request_pipe, O_CLOEXEC) != 0) {
+        return -1;
+    }
+    if (pipe2(report_pipe, O_CLOEXEC) != 0) {
+        close(request_pipe[0]);
+        close(request_pipe[1]);
+        return -1;
+    }
+    fflush(replies);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(request_pipe[1]);
+        close(report_pipe[0]);
+        become_spare(request_pipe[0], report_pipe[1]);
+    }
+    close(request_pipe[0]);
+    close(report_pipe[1]);
+    if (pid < 0) {
+        close(request_pipe[1]);
+        close(report_pipe[0]);
+        return -1;
+    }
+    /* Also from this side: the run may be killed before it gets there. */
+    setpgid(pid, pid);
+    fcntl(report_pipe[0], F_SETFL, O_NONBLOCK);
+    spare.pid = pid;
+    spare.request_fd = request_pipe[1];
+    spare.report_fd = report_pipe[0];
+    spare.plugins = plugin_cache_generation();
+    return 0;
+}
+
+/* Hands the request to the spare, which becomes the run; a spare that
+ * died meanwhile is replaced once. */
+static pid_t dispatch(const char *message, size_t len, int *report_fd)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (spare.pid != 0 && spare.plugins != plugin_cache_generation()) {
+            discard_spare();
+        }
+        if (spare.pid == 0 && spawn_spare() != 0) {
+            return -1;
+        }
+        if (fd_write_all(spare.request_fd, message, len) == 0) {
+            pid_t pid = spare.pid;
+            close(spare.request_fd);
+            *report_fd = spare.report_fd;
+            spare.pid = 0;
+            return pid;
+        }
+        discard_spare();
+    }
+    errno = EPIPE;
+    return -1;
+}
+
+static void start_run(const request *req, const char *message, size_t len)
 {
     long long id = parse_id(req);
     const char *plugin = request_get(req, "plugin");
@@ -122,50 +295,30 @@ static void start_run(const request *req, const char *gdb, pid_t server)
         reply_failed(id, "request without plugin or workdir");
         return;
     }
-    loaded_plugin *lib = plugin_cache_get(plugin, err, sizeof err);
-    if (lib == NULL) {
+    if (plugin_cache_get(plugin, err, sizeof err) == NULL) {
         reply_failed(id, err);
         return;
     }
-    fflush(replies);
-    pid_t pid = fork();
+    int report_fd;
+    pid_t pid = dispatch(message, len, &report_fd);
     if (pid < 0) {
         snprintf(err, sizeof err, "fork failed: %s", strerror(errno));
         reply_failed(id, err);
         return;
     }
-    if (pid == 0) {
-        /* Its own process group, so that a timeout or cancel also kills
-         * whatever the recipe started itself. */
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-        if (getppid() != server) {
-            _exit(121);
-        }
-        /* What the recipe starts and leaves (a daemon that escapes the
-         * group) becomes a child of the run while the run lives, and ours
-         * when it ends, to be killed then: see kill_orphans(). */
-        prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        signal(SIGCHLD, SIG_DFL);
-        close(sigchld_pipe[0]);
-        close(sigchld_pipe[1]);
-        fclose(replies);
-        execute_run(req, lib, gdb);
-    }
-    /* Also from this side: the run may be killed before it gets there. */
-    setpgid(pid, pid);
     if (run_count == run_capacity) {
         run_capacity = run_capacity ? 2 * run_capacity : 16;
         runs = realloc(runs, (size_t)run_capacity * sizeof *runs);
     }
-    runs[run_count].id = id;
-    runs[run_count].pid = pid;
+    runs[run_count] = (running_run){ id, pid, report_fd, NULL, 0, 0 };
     run_count++;
     json_writer w;
     reply_begin(&w, "started", id);
     json_key(&w, "pid");
     json_int(&w, pid);
     reply_end(&w);
+    /* The next run's process, forked while this one runs. */
+    spawn_spare();
 }
 
 static void kill_run(const request *req)
@@ -192,7 +345,7 @@ static int is_run(pid_t pid)
 
 static void kill_if_orphan(long pid)
 {
-    if (pid > 0 && !is_run((pid_t)pid)) {
+    if (pid > 0 && pid != spare.pid && !is_run((pid_t)pid)) {
         kill((pid_t)pid, SIGKILL);
     }
 }
@@ -253,6 +406,96 @@ static void kill_orphans(void)
     closedir(proc);
 }
 
+/* Reads what has arrived of run r's report; 1 once the whole of it (up
+ * to its newline) is there.  Closes the pipe at its end. */
+static int read_report(running_run *r)
+{
+    char chunk[1 << 16];
+    while (r->report_fd >= 0) {
+        ssize_t n = read(r->report_fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            if (n == 0 || errno != EAGAIN) {
+                close(r->report_fd);
+                r->report_fd = -1;
+            }
+            break;
+        }
+        if (r->report_damaged) {
+            continue;
+        }
+        if (r->report_len + (size_t)n > MAX_REPORT_BYTES) {
+            r->report_damaged = 1;
+            continue;
+        }
+        r->report = realloc(r->report, r->report_len + (size_t)n + 1);
+        memcpy(r->report + r->report_len, chunk, (size_t)n);
+        r->report_len += (size_t)n;
+        r->report[r->report_len] = '\0';
+        char *newline = memchr(r->report, '\n', r->report_len);
+        if (newline != NULL) {
+            *newline = '\0';
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void forget_run(int i)
+{
+    if (runs[i].report_fd >= 0) {
+        close(runs[i].report_fd);
+    }
+    free(runs[i].report);
+    runs[i] = runs[--run_count];
+}
+
+/* Run i reported its result: that is its end. */
+static void reply_finished(int i)
+{
+    /* What the recipe left running in its group goes with it (the run's
+     * process too, which has nothing left to do but exit). */
+    killpg(runs[i].pid, SIGKILL);
+    json_writer w;
+    reply_begin(&w, "finished", runs[i].id);
+    json_key(&w, "pid");
+    json_int(&w, runs[i].pid);
+    json_key(&w, "report");
+    json_string(&w, runs[i].report);
+    reply_end(&w);
+    forget_run(i);
+}
+
+static void reply_exited(int i, int status, const struct rusage *usage)
+{
+    json_writer w;
+    reply_begin(&w, "exited", runs[i].id);
+    json_key(&w, "pid");
+    json_int(&w, runs[i].pid);
+    json_key(&w, "exit_code");
+    if (WIFEXITED(status)) {
+        json_int(&w, WEXITSTATUS(status));
+    } else {
+        json_null(&w);
+    }
+    json_key(&w, "signal");
+    if (WIFSIGNALED(status)) {
+        json_int(&w, WTERMSIG(status));
+    } else {
+        json_null(&w);
+    }
+    json_key(&w, "utime");
+    json_double(&w, usage->ru_utime.tv_sec + usage->ru_utime.tv_usec * 1e-6);
+    json_key(&w, "stime");
+    json_double(&w, usage->ru_stime.tv_sec + usage->ru_stime.tv_usec * 1e-6);
+    json_key(&w, "maxrss_kb");
+    json_int(&w, usage->ru_maxrss);
+    reply_end(&w);
+    forget_run(i);
+}
+
 static void reap_children(void)
 {
     int status;
@@ -263,34 +506,24 @@ static void reap_children(void)
         reaped = 1;
         /* What the recipe left running in its group goes with it. */
         killpg(pid, SIGKILL);
+        if (pid == spare.pid) {
+            /* Killed from outside while it waited: replaced when needed. */
+            close(spare.request_fd);
+            close(spare.report_fd);
+            spare.pid = 0;
+            continue;
+        }
         for (int i = 0; i < run_count; i++) {
             if (runs[i].pid != pid) {
                 continue;
             }
-            json_writer w;
-            reply_begin(&w, "exited", runs[i].id);
-            json_key(&w, "pid");
-            json_int(&w, pid);
-            json_key(&w, "exit_code");
-            if (WIFEXITED(status)) {
-                json_int(&w, WEXITSTATUS(status));
+            /* A report may still wait in the pipe: the end of the process
+             * and that of its report arrive in either order. */
+            if (read_report(&runs[i])) {
+                reply_finished(i);
             } else {
-                json_null(&w);
+                reply_exited(i, status, &usage);
             }
-            json_key(&w, "signal");
-            if (WIFSIGNALED(status)) {
-                json_int(&w, WTERMSIG(status));
-            } else {
-                json_null(&w);
-            }
-            json_key(&w, "utime");
-            json_double(&w, usage.ru_utime.tv_sec + usage.ru_utime.tv_usec * 1e-6);
-            json_key(&w, "stime");
-            json_double(&w, usage.ru_stime.tv_sec + usage.ru_stime.tv_usec * 1e-6);
-            json_key(&w, "maxrss_kb");
-            json_int(&w, usage.ru_maxrss);
-            reply_end(&w);
-            runs[i] = runs[--run_count];
             break;
         }
     }
@@ -299,8 +532,25 @@ static void reap_children(void)
     }
 }
 
-static void handle_request(const char *payload, size_t len, const char *gdb,
-                           pid_t server)
+static void read_reports(const struct pollfd *fds, int count)
+{
+    for (int k = 0; k < count; k++) {
+        if (fds[k].revents == 0) {
+            continue;
+        }
+        for (int i = 0; i < run_count; i++) {
+            if (runs[i].report_fd == fds[k].fd) {
+                if (read_report(&runs[i])) {
+                    reply_finished(i);
+                }
+                break;
+            }
+        }
+    }
+}
+
+static void handle_request(const char *message, size_t message_len,
+                           const char *payload, size_t len)
 {
     request req;
     if (request_parse(payload, len, &req) != 0) {
@@ -309,7 +559,7 @@ static void handle_request(const char *payload, size_t len, const char *gdb,
     }
     const char *op = request_get(&req, "op");
     if (op != NULL && strcmp(op, "run") == 0) {
-        start_run(&req, gdb, server);
+        start_run(&req, message, message_len);
     } else if (op != NULL && strcmp(op, "kill") == 0) {
         kill_run(&req);
     } else {
@@ -326,7 +576,10 @@ static void shut_down(void)
         for (int i = 0; i < run_count; i++) {
             killpg(runs[i].pid, SIGKILL);
         }
-        run_count = 0;
+        while (run_count > 0) {
+            forget_run(0);
+        }
+        discard_spare();
         kill_orphans();
         int status;
         pid_t pid = waitpid(-1, &status, 0);
@@ -362,8 +615,8 @@ int serve_main(void)
     /* Processes a recipe leaves behind become our children, so that the
      * group kill after each run is followed by their reaping here. */
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    char *gdb = find_gdb();
-    pid_t server = getpid();
+    gdb = find_gdb();
+    server = getpid();
     json_writer w;
     reply_begin(&w, "ready", 0);
     json_key(&w, "pid");
@@ -374,20 +627,33 @@ int serve_main(void)
     json_string(&w, gdb);
     reply_end(&w);
 
+    spawn_spare();
+
     size_t capacity = 1 << 16;
     size_t filled = 0;
     char *buf = malloc(capacity);
+    struct pollfd *fds = NULL;
+    int fds_capacity = 0;
     for (;;) {
-        struct pollfd fds[2] = {
-            { STDIN_FILENO, POLLIN, 0 },
-            { sigchld_pipe[0], POLLIN, 0 },
-        };
-        if (poll(fds, 2, -1) < 0) {
+        if (fds_capacity < run_count + 2) {
+            fds_capacity = 2 * (run_count + 2);
+            fds = realloc(fds, (size_t)fds_capacity * sizeof *fds);
+        }
+        fds[0] = (struct pollfd){ STDIN_FILENO, POLLIN, 0 };
+        fds[1] = (struct pollfd){ sigchld_pipe[0], POLLIN, 0 };
+        int count = 2;
+        for (int i = 0; i < run_count; i++) {
+            if (runs[i].report_fd >= 0) {
+                fds[count++] = (struct pollfd){ runs[i].report_fd, POLLIN, 0 };
+            }
+        }
+        if (poll(fds, (nfds_t)count, -1) < 0) {
             if (errno == EINTR) {
                 continue;
             }
             break;
         }
+        read_reports(fds + 2, count - 2);
         if (fds[1].revents & POLLIN) {
             char drain[64];
             while (read(sigchld_pipe[0], drain, sizeof drain) > 0) {
@@ -425,7 +691,7 @@ int serve_main(void)
                     shut_down();
                     return 3;
                 }
-                handle_request(payload, payload_len, gdb, server);
+                handle_request(buf + offset, used, payload, payload_len);
                 offset += used;
             }
             memmove(buf, buf + offset, filled - offset);

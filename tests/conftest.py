@@ -33,16 +33,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
-def _load_recipe_build():
-    # tests/recipes/build.py, under a name no installed package has
-    spec = importlib.util.spec_from_file_location(
-        'cplrun_recipe_build', os.path.join(HERE, 'recipes', 'build.py'))
+def load_module(name, path):
+    """The module in file path, loaded under name (one no installed package
+    has): putting its folder on sys.path would make every script there a
+    top-level module for the session."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-recipe_build = _load_recipe_build()
+recipe_build = load_module('cplrun_recipe_build',
+                           os.path.join(HERE, 'recipes', 'build.py'))
 
 #: Seconds after which a test counts as hung (the whole suite takes < 1 min).
 TEST_WATCHDOG_SECONDS = 120
@@ -289,15 +291,26 @@ def runner_servers():
     return found
 
 
+#: the process a server keeps forked ahead for its next run (src_c/runner.h)
+SPARE_NAME = 'cplrun-spare'
+
+
 def recipe_processes():
-    """The recipe processes (children of the servers) right now."""
+    """The recipe processes (children of the servers, but for the spares
+    waiting for a run) right now."""
     import psutil
     found = []
     for server in runner_servers():
         try:
-            found.extend(server.children())
+            children = server.children()
         except psutil.Error:
-            pass
+            continue
+        for child in children:
+            try:
+                if child.name() != SPARE_NAME:
+                    found.append(child)
+            except psutil.Error:
+                pass
     return found
 
 

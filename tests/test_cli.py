@@ -159,3 +159,43 @@ def test_demo_runs_a_real_reduction(system_path, tmp_path, capsys):
         header = fits.getheader(dark['MASTER_DARK_BLUE'])
         assert header['ESO PRO REC1 CAL1 NAME'] == 'masterbias_blue.fits'
     assert 'Products:' in text and 'report.json' in text
+
+
+# --- the --slurm-* options ------------------------------------------------------
+SLURM_ARGV = ['--cluster', 'slurm', '--workers', '3',
+              '--slurm-queue', 'debug', '--slurm-account', 'astro42',
+              '--slurm-walltime', '01:30:00', '--slurm-job-mem', '8GB',
+              '--slurm-cores-per-job', '4',
+              '--slurm-job-extra=--exclusive',
+              '--slurm-job-extra=--constraint=fast',
+              '--slurm-python', '/opt/pipelines/bin/python',
+              '--slurm-log-directory', 'slurm-logs']
+
+
+@pytest.mark.parametrize('command', [['run', 'rtest_copy', 'night.sof'],
+                                     ['workflow', 'night.py']])
+def test_slurm_options_reach_the_cluster(command):
+    # Building the manager starts nothing, so no SLURM is needed here.
+    from cpl.cluster import DaskClusterManager
+    parser = cli.build_parser()
+    m = cli._cluster(parser.parse_args(command + SLURM_ARGV))
+    assert m.cluster_type == 'slurm' and m.nworkers == 3
+    assert m.slurm == dict(
+        queue='debug', account='astro42', walltime='01:30:00', memory='8GB',
+        cores=4, job_name=None,
+        job_extra_directives=['--exclusive', '--constraint=fast'],
+        python='/opt/pipelines/bin/python', local_directory=None,
+        log_directory='slurm-logs', job_script_prologue=[])
+    # Options left out mean what they mean in the Python API.
+    m = cli._cluster(parser.parse_args(command + ['--cluster', 'slurm']))
+    assert m.slurm == DaskClusterManager(cluster_type='slurm',
+                                         nworkers=1).slurm
+
+
+@pytest.mark.parametrize('command', [['list'], ['info', 'rtest_copy'],
+                                     ['demo']])
+def test_slurm_options_only_where_runs_go_to_a_cluster(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.build_parser().parse_args(command + ['--slurm-queue', 'debug'])
+    assert info.value.code == 2
+    assert 'unrecognized arguments: --slurm-queue' in capsys.readouterr().err

@@ -30,11 +30,18 @@ from astropy.io import fits
 import cpl
 from cpl import parallel
 from cpl.parallel import Report, Workflow, run_batch
-from conftest import (is_gone, recipe_build, recipe_processes,
-                      remove_run_dir, run_dirs, wait_until, write_image)
+from conftest import (REPO, is_gone, load_module, proc_state, recipe_build,
+                      recipe_processes, remove_run_dir, run_dirs, wait_until,
+                      write_image)
 
 OPTS = dict(progress=False)
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+proctree = load_module('cplrun_bench_proctree',
+                       os.path.join(REPO, 'bench', 'proctree.py'))
+#: pids of every live process below this one
+descendants = proctree.descendants
 
 
 @pytest.fixture(autouse=True)
@@ -48,34 +55,10 @@ def image(folder, name, value=1.0):
                        np.full((3, 3), value, dtype=np.float32), OBJECT=name)
 
 
-def descendants():
-    """pids of every live process below this one, read from /proc."""
-    parent = {}
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % entry) as f:
-                fields = f.read().rsplit(')', 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] not in ('Z', 'X'):
-            parent[int(entry)] = int(fields[1])
-    me, found = os.getpid(), []
-    for pid in parent:
-        p, hops = parent.get(pid), 0
-        while p is not None and p > 1 and hops < 64:
-            if p == me:
-                found.append(pid)
-                break
-            p, hops = parent.get(p), hops + 1
-    return found
-
-
 def leftover_processes():
-    """Processes below the recipe servers (the servers themselves stay)."""
-    servers = {p.pid for p in psutil.Process().children()}
-    return [pid for pid in descendants() if pid not in servers]
+    """Processes below the recipe servers (the servers themselves stay,
+    with their waiting spares)."""
+    return proctree.leftovers({p.pid for p in psutil.Process().children()})
 
 
 def assert_no_processes_left(*pids, timeout=5):
@@ -134,6 +117,32 @@ def mounted(folder, options):
         yield str(folder)
     finally:
         subprocess.run(['umount', '-l', str(folder)])
+
+
+def test_descendants_sees_grandchildren_and_skips_zombies():
+    # Every "no process left" check here rests on this scan.
+    shell = subprocess.Popen(['sh', '-c', 'sleep 60 & echo $!; wait'],
+                             stdout=subprocess.PIPE)
+    grandchild = None
+    try:
+        grandchild = int(shell.stdout.readline())
+        assert wait_until(
+            lambda: {shell.pid, grandchild} <= set(descendants()), 5), \
+            descendants()
+        assert os.getpid() not in descendants()
+        zombie = subprocess.Popen(['true'])
+        assert wait_until(lambda: proc_state(zombie.pid) == 'Z', 5)
+        assert zombie.pid not in descendants()
+        zombie.wait()
+    finally:
+        if grandchild is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(grandchild, signal.SIGKILL)
+        shell.kill()
+        shell.wait()
+        shell.stdout.close()
+    assert wait_until(lambda: shell.pid not in descendants()
+                      and grandchild not in descendants(), 5)
 
 
 # --- one batch, every kind of fault ------------------------------------------------------

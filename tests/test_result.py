@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -141,6 +142,36 @@ def test_result_pickles(raw, raw_images, tmp_path):
     res = r(raw_images[:2], output_dir=str(tmp_path))
     copy = pickle.loads(pickle.dumps(res))
     assert copy.PRODUCT == res.PRODUCT and copy.dir == str(tmp_path)
+
+
+def test_result_log_survives_pickling(raw):
+    # A handler on the way may hang anything on the records; a lock stands
+    # for what does not pickle.
+    class Tagging(logging.Handler):
+        def emit(self, record):
+            record.lock = threading.Lock()
+    handler = Tagging()
+    cpl_logger = logging.getLogger('cpl')
+    saved_level = cpl_logger.level
+    cpl_logger.addHandler(handler)
+    cpl_logger.setLevel(logging.DEBUG)
+    try:
+        res = cpl.Recipe('rtest_copy')(raw)
+    finally:
+        cpl_logger.removeHandler(handler)
+        cpl_logger.setLevel(saved_level)
+    assert any(hasattr(rec, 'lock') for rec in res.log)
+    copy = pickle.loads(pickle.dumps(res))
+    assert isinstance(copy.log, LogList)
+    assert all(isinstance(rec, logging.LogRecord) for rec in copy.log)
+    assert [(rec.name, rec.levelno, rec.funcName, rec.getMessage(),
+             rec.created) for rec in copy.log] == \
+        [(rec.name, rec.levelno, rec.funcName, rec.getMessage(),
+          rec.created) for rec in res.log]
+    assert copy.log.info == res.log.info
+    assert 'rtest_save: saved product rtest_copy.fits (PRODUCT)' \
+        in copy.log.info
+    assert not any(hasattr(rec, 'lock') for rec in copy.log)
 
 
 # --- the shared output folder --------------------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 import cpl
 from cpl import _run, _runner
 from cpl.logger import LogReader
-from conftest import (is_gone, recipe_processes, remove_run_dir,
+from conftest import (SPARE_NAME, is_gone, recipe_processes, remove_run_dir,
                       wait_until)
 
 
@@ -149,13 +149,14 @@ def test_run_through_the_raw_protocol(server, recipe_lib, raw, tmp_path):
     started = server.event()
     assert started['event'] == 'started' and started['id'] == 1
     assert started['pid'] > 0
-    exited = server.event()
-    assert exited['event'] == 'exited' and exited['id'] == 1
-    assert exited['exit_code'] == 0 and exited['signal'] is None
-    assert exited['pid'] == started['pid']
-    assert exited['maxrss_kb'] > 0
-    with open(str(tmp_path / _run.RESULT_FILE)) as f:
-        result = json.load(f)
+    finished = server.event()
+    assert finished['event'] == 'finished' and finished['id'] == 1
+    assert finished['pid'] == started['pid']
+    # the result comes in the report: no file, no disk space needed
+    exit_figures, result = _runner.read_report(finished)
+    assert not (tmp_path / _run.RESULT_FILE).exists()
+    assert exit_figures['exit_code'] == 0 and exit_figures['signal'] is None
+    assert exit_figures['maxrss_kb'] > 0 and exit_figures['utime'] >= 0
     assert result['return_code'] == 0 and result['errors'] == []
     assert result['products'] == [{'tag': 'PRODUCT',
                                    'file': 'rtest_copy.fits'}]
@@ -175,14 +176,14 @@ def test_setup_error_through_the_raw_protocol(server, recipe_lib, raw,
                                params=['cplrun.rtest_copy.nope=1'],
                                frames=['RAW=' + raw]))
     assert server.event()['event'] == 'started'
-    assert server.event()['exit_code'] == 0
-    result = _run._read_result(str(tmp_path))
+    result = _runner.read_report(server.event())[1]
     assert "unknown parameter 'cplrun.rtest_copy.nope'" in result['setup_error']
     server.request(*run_fields(recipe_lib, str(tmp_path), recipe='nothere',
                                run_id='5'))
     assert server.event()['event'] == 'started'
-    assert server.event()['id'] == 5
-    assert 'no recipe' in _run._read_result(str(tmp_path))['setup_error']
+    finished = server.event()
+    assert finished['id'] == 5
+    assert 'no recipe' in _runner.read_report(finished)[1]['setup_error']
 
 
 def test_requests_that_cannot_run(server, tmp_path):
@@ -337,6 +338,44 @@ def test_server_death_fails_its_runs(recipe_lib, raw, tmp_path):
         s.close()
 
 
+def spares(server):
+    found = []
+    for c in psutil.Process(server.pid).children():
+        try:
+            if c.name() == SPARE_NAME and c.status() not in (
+                    psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                found.append(c)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_a_spare_waits_and_runs_carry_the_recipe_name(raw):
+    r = cpl.Recipe('rtest_hang')
+    r.env['CPLRUN_TEST_VAR'] = 'spare test'
+    t = r(raw, tag='RAW', threaded=True)
+    try:
+        server = _runner.pool.get(r._run_env(None))
+        assert wait_until(lambda: [p.name() for p in recipe_processes()]
+                          == ['rtest_hang'], 10)
+        # the next run's process is forked ahead, already in its own group
+        # (the first spare, forked before the library was loaded, lacks
+        # it and is replaced: let that one go first)
+        time.sleep(0.3)
+        assert wait_until(lambda: len(spares(server)) == 1, 10)
+        spare = spares(server)[0]
+        assert os.getpgid(spare.pid) == spare.pid
+    finally:
+        t.cancel()
+    # killed from outside while waiting: the next run gets a new one
+    os.kill(spare.pid, signal.SIGKILL)
+    assert wait_until(lambda: is_gone(spare.pid), 5)
+    res = cpl.Recipe('rtest_copy')(raw, env={'CPLRUN_TEST_VAR': 'spare test'})
+    assert res.PRODUCT[0].data is not None
+    assert wait_until(lambda: [p.pid for p in spares(server)] not in
+                      ([], [spare.pid]), 10)
+
+
 def test_killed_server_gives_recipe_crash_and_a_new_server(raw):
     r = cpl.Recipe('rtest_hang')
     r.tag = 'RAW'
@@ -482,8 +521,19 @@ def test_cancelled_outcome_removes_the_workdir(tmp_path):
     assert not work.exists()
 
 
-def test_garbage_result_written_by_a_real_run(raw, monkeypatch):
-    # The run itself succeeds; what it left is damaged before it is read.
+def test_result_file_when_the_report_pipe_is_closed(raw, fault_recipes):
+    """A recipe that closes descriptors it does not own (the runner's
+    report pipe among them): the result goes to the result file."""
+    res = cpl.Recipe('rtest_product')(raw, tag='RAW',
+                                      param={'close_fds': True})
+    assert res.PRODUCT[0].data.shape == (4, 4)
+    assert res.error is None
+
+
+def test_garbage_result_written_by_a_real_run(raw, fault_recipes,
+                                              monkeypatch):
+    # The run itself succeeds; the result file it left (its report pipe
+    # was closed) is damaged before it is read.
     real = _run._outcome
 
     def damage(spec, workdir, *args):
@@ -492,9 +542,27 @@ def test_garbage_result_written_by_a_real_run(raw, monkeypatch):
         return real(spec, workdir, *args)
     monkeypatch.setattr(_run, '_outcome', damage)
     with pytest.raises(cpl.RecipeCrash) as info:
-        cpl.Recipe('rtest_copy')(raw)
+        cpl.Recipe('rtest_product')(raw, tag='RAW', param={'close_fds': True})
+    assert 'its result is damaged' in str(info.value)
     assert os.path.isdir(info.value.workdir)
     remove_run_dir(info.value)
+
+
+@pytest.mark.parametrize('report', [
+    'not json', '[]', '{"return_code": 0}', '{"utime": -1, "errors": [], '
+    '"products": []}', '{"maxrss_kb": "x"}', None])
+def test_damaged_report_is_a_crash(tmp_path, report):
+    exit_figures, result = _runner.read_report(
+        {'event': 'finished', 'id': 1, 'pid': 5, 'report': report})
+    assert exit_figures['exit_code'] == 0
+    handle = _runner.RunHandle(1)
+    handle._finish(exit_figures, None, result)
+    spec = _run.RunSpec(recipe='rtest_copy', library='x.so', params=[],
+                        frames=[], env={}, logname='cpl.rtest_copy')
+    log = LogReader(os.path.join(str(tmp_path), _run.LOG_FILE), spec.logname)
+    with pytest.raises(cpl.RecipeCrash) as info:
+        _run._outcome(spec, str(tmp_path), handle, None, log, 0.1)
+    assert 'its result is damaged' in str(info.value)
 
 
 # --- orphans --------------------------------------------------------------------------------
@@ -510,7 +578,10 @@ deadline = time.monotonic() + 20
 while time.monotonic() < deadline:
     servers = [p for p in me.children()
                if 'cplrun-runner' in ' '.join(p.cmdline())]
-    runs = [c for s in servers for c in s.children()]
+    children = [c for s in servers for c in s.children()]
+    # the run works in its own folder; the spare waits where its server is
+    runs = [c for c in children
+            if os.path.basename(c.cwd()).startswith('rtest_hang-')]
     if runs and (sys.argv[3] != 'fork' or
                  os.path.exists(os.path.join(runs[0].cwd(),
                                              'rtest_hang_child.pid'))):
@@ -521,7 +592,9 @@ if sys.argv[3] == 'fork':
     with open(os.path.join(runs[0].cwd(), 'rtest_hang_child.pid')) as f:
         child = int(f.read())
 print(json.dumps({'servers': [s.pid for s in servers],
-                  'runs': [p.pid for p in runs], 'child': child}), flush=True)
+                  'runs': [p.pid for p in runs], 'child': child,
+                  'spares': [c.pid for c in children if c not in runs]}),
+      flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 '''
 
@@ -535,7 +608,8 @@ def test_no_orphans_when_python_is_killed(recipe_dir, raw, tmp_path, variant):
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     pids = json.loads(proc.stdout.decode())
     assert len(pids['servers']) == 1 and len(pids['runs']) == 1
-    watched = pids['servers'] + pids['runs'] + (
+    assert len(pids['spares']) <= 1
+    watched = pids['servers'] + pids['runs'] + pids['spares'] + (
         [pids['child']] if pids['child'] else [])
     assert wait_until(lambda: all(is_gone(p) for p in watched), 5), \
         'still alive: %s' % [p for p in watched if not is_gone(p)]

@@ -301,6 +301,9 @@ static cpl_error_code rtest_product_fill(cpl_parameterlist *list,
     RFAULT_VALUE(list, context, "also_ok", CPL_TYPE_BOOL,
                  "First write a normal product rtest_product_ok.fits (OK).",
                  0);
+    RFAULT_VALUE(list, context, "close_fds", CPL_TYPE_BOOL,
+                 "First close every file descriptor above 2, as code that "
+                 "daemonises does (the runner's own included).", 0);
     return CPL_ERROR_NONE;
 }
 
@@ -314,7 +317,14 @@ static cpl_error_code rtest_product(cpl_frameset *frames,
     const double gib = rfault_double(parlist, recipe, "gib");
     const char *target = rfault_string(parlist, recipe, "target");
     const int also_ok = rfault_bool(parlist, recipe, "also_ok");
+    const int close_fds = rfault_bool(parlist, recipe, "close_fds");
     cpl_error_code code = CPL_ERROR_NONE;
+
+    if (close_fds) {
+        for (int fd = 3; fd < 1024; fd++) {
+            close(fd);
+        }
+    }
     cpl_frameset *used = rfault_used(frames);
 
     if (used == NULL) {
@@ -566,6 +576,7 @@ static const rfault_definition rfault_recipes[] = {
       "  symlink  a symbolic link to 'target' (PRODUCT)\n"
       "  none     nothing; the name is only registered (PRODUCT)\n"
       "With also_ok=true, first writes OK rtest_product_ok.fits.\n"
+      "With close_fds=true, first closes every descriptor above 2.\n"
       "Logs every input frame as \"input TAG 'PATH'\".\n"
       "Input frames:\n"
       "  RAW  (1..n)  any files, only recorded in the product headers\n",
