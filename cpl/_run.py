@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 import time
@@ -425,17 +426,29 @@ def _product_path(workdir: str, name: str, where: dict) -> str:
     """The product's file: a regular file inside the work folder.  A name
     leading out of it (``../x``, an absolute path, a symlinked folder) or
     a symlink is refused, and so is a missing file."""
-    top = os.path.realpath(workdir)
-    joined = os.path.join(top, name)
-    path = os.path.realpath(joined)
+    if os.sep in name or name in ('.', '..'):
+        top = os.path.realpath(workdir)
+        joined = os.path.join(top, name)
+        path = os.path.realpath(joined)
+        inside = os.path.commonpath([path, top]) == top and path != top
+    else:
+        # A plain name (what recipes write) cannot lead out: one lstat
+        # tells the rest, where resolving paths takes one per component.
+        joined = path = os.path.join(workdir, name)
+        inside = True
+    try:
+        mode = os.lstat(joined).st_mode
+    except OSError:
+        mode = None
     problem = None
-    if os.path.commonpath([path, top]) != top or path == top:
+    if not inside:
         problem = 'outside its work folder'
-    elif os.path.islink(joined):
+    elif mode is None:
+        problem = 'that is missing'
+    elif stat.S_ISLNK(mode):
         problem = 'that is a symbolic link'
-    elif not os.path.isfile(path):
-        problem = 'that is missing' if not os.path.lexists(joined) \
-            else 'that is not a regular file'
+    elif not (stat.S_ISREG(mode) if path == joined else os.path.isfile(path)):
+        problem = 'that is not a regular file'
     if problem is not None:
         raise RecipeCrash('recipe %s reported a product %s: %s; it was not '
                           'taken' % (where['recipe'], problem, name), **where)

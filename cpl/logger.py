@@ -84,6 +84,10 @@ class LogReader:
         self._offset = 0
         self._partial = b''
         self._day = datetime.date.today()
+        #: per 'hh:mm:ss' of the lines, their time stamp; and the loggers by
+        #: name: a run's lines share a few of each
+        self._times: dict[str, float] = {}
+        self._loggers: dict[str, logging.Logger] = {}
 
     @property
     def last_message(self) -> str | None:
@@ -117,10 +121,7 @@ class LogReader:
         if m is not None:
             hh, mm, ss, severity, func, tid, msg = m.groups()
             lvl = level.get(severity.upper(), logging.INFO)
-            created = datetime.datetime.combine(
-                self._day, datetime.time(int(hh), int(mm), int(ss))).timestamp()
-            if created > time.time() + 60:      # the run started yesterday
-                created -= 86400
+            created = self._created(hh, mm, ss)
             thread = int(tid) if tid is not None else None
         elif self.entries and line.strip():
             # A message spanning several lines continues the previous one.
@@ -138,7 +139,21 @@ class LogReader:
         record.threadid = thread
         record.threadName = 'Cpl-%03i' % thread if thread else 'CplThread'
         self.entries.append(record)
-        log = logging.getLogger(name)
+        log = self._loggers.get(name)
+        if log is None:
+            log = self._loggers[name] = logging.getLogger(name)
         if (self.loglevel is None or lvl >= self.loglevel) \
                 and log.isEnabledFor(lvl):
             log.handle(record)
+
+    def _created(self, hh: str, mm: str, ss: str) -> float:
+        """The time stamp of a line stamped hh:mm:ss (CPL writes no date)."""
+        key = hh + mm + ss
+        created = self._times.get(key)
+        if created is None:
+            created = datetime.datetime.combine(
+                self._day, datetime.time(int(hh), int(mm), int(ss))).timestamp()
+            if created > time.time() + 60:      # the run started yesterday
+                created -= 86400
+            self._times[key] = created
+        return created

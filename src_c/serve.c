@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -42,6 +43,10 @@
 
 /* A report longer than this is not one the run's own code wrote. */
 #define MAX_REPORT_BYTES (64u << 20)
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23      /* Linux 5.14; older headers lack it */
+#endif
 
 typedef struct {
     long long id;
@@ -167,6 +172,34 @@ static int read_request(int fd, char **buf, request *req)
     }
 }
 
+/* Libraries' data and bss larger than this are not prefaulted: a big
+ * static array would cost every spare that much memory. */
+#define PREFAULT_MAX_MAPPING (2u << 20)
+
+/* Makes the small private writable mappings (the libraries' data and
+ * bss, the heap) the spare's own now, while it waits: a recipe that
+ * writes them would otherwise take one page fault at a time while it
+ * runs (about 300 for a trivial one).  Without MADV_POPULATE_WRITE (Linux
+ * before 5.14) this does nothing. */
+static void prefault_writable_data(void)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    if (maps == NULL) {
+        return;
+    }
+    char line[4096];
+    while (fgets(line, sizeof line, maps) != NULL) {
+        unsigned long start, end;
+        char perms[5];
+        if (sscanf(line, "%lx-%lx %4s", &start, &end, perms) == 3
+            && strcmp(perms, "rw-p") == 0 && end - start <= PREFAULT_MAX_MAPPING
+            && strstr(line, "[stack]") == NULL) {
+            madvise((void *)start, end - start, MADV_POPULATE_WRITE);
+        }
+    }
+    fclose(maps);
+}
+
 /* In the spare, right after the fork: everything a run needs that does
  * not depend on its request, then the wait for it. */
 static void become_spare(int request_fd, int report_fd)
@@ -202,6 +235,7 @@ static void become_spare(int request_fd, int report_fd)
     crash_handlers_install(gdb);
     /* Named for ps and top: a waiting spare, then the recipe it runs. */
     prctl(PR_SET_NAME, CPLRUN_SPARE_NAME, 0, 0, 0);
+    prefault_writable_data();
     char *buf;
     request req;
     if (read_request(request_fd, &buf, &req) != 0) {
@@ -317,8 +351,12 @@ static void start_run(const request *req, const char *message, size_t len)
     json_key(&w, "pid");
     json_int(&w, pid);
     reply_end(&w);
-    /* The next run's process, forked while this one runs. */
-    spawn_spare();
+    /* Runs side by side: the next request may come any moment, so its
+     * process is forked now.  A run alone: the next request comes after
+     * its end, and the fork then (in reply_*) does not compete with it. */
+    if (run_count > 1) {
+        spawn_spare();
+    }
 }
 
 static void kill_run(const request *req)
@@ -466,6 +504,9 @@ static void reply_finished(int i)
     json_string(&w, runs[i].report);
     reply_end(&w);
     forget_run(i);
+    if (spare.pid == 0) {
+        spawn_spare();
+    }
 }
 
 static void reply_exited(int i, int status, const struct rusage *usage)
@@ -494,6 +535,9 @@ static void reply_exited(int i, int status, const struct rusage *usage)
     json_int(&w, usage->ru_maxrss);
     reply_end(&w);
     forget_run(i);
+    if (spare.pid == 0) {
+        spawn_spare();
+    }
 }
 
 static void reap_children(void)

@@ -351,26 +351,33 @@ def spares(server):
 
 
 def test_a_spare_waits_and_runs_carry_the_recipe_name(raw):
-    r = cpl.Recipe('rtest_hang')
-    r.env['CPLRUN_TEST_VAR'] = 'spare test'
-    t = r(raw, tag='RAW', threaded=True)
+    env = {'CPLRUN_TEST_VAR': 'spare test'}
+    cpl.Recipe('rtest_copy')(raw, env=env)
+    server = _runner.pool.get(cpl.Recipe('rtest_copy')._run_env(env))
+    # after a run, the next run's process waits, in its own group
+    assert wait_until(lambda: len(spares(server)) == 1, 10)
+    spare = spares(server)[0]
+    assert os.getpgid(spare.pid) == spare.pid
+    hang = cpl.Recipe('rtest_hang')
+    first = hang(raw, tag='RAW', env=env, threaded=True)
+    second = None
     try:
-        server = _runner.pool.get(r._run_env(None))
         assert wait_until(lambda: [p.name() for p in recipe_processes()]
                           == ['rtest_hang'], 10)
-        # the next run's process is forked ahead, already in its own group
-        # (the first spare, forked before the library was loaded, lacks
-        # it and is replaced: let that one go first)
-        time.sleep(0.3)
+        assert recipe_processes()[0].pid == spare.pid     # it took the run
+        # with runs side by side, a spare is forked at once for the next
+        second = hang(raw, tag='RAW', env=env, threaded=True)
+        assert wait_until(lambda: len(recipe_processes()) == 2, 10)
         assert wait_until(lambda: len(spares(server)) == 1, 10)
         spare = spares(server)[0]
-        assert os.getpgid(spare.pid) == spare.pid
     finally:
-        t.cancel()
+        for t in (first, second):
+            if t is not None:
+                t.cancel()
     # killed from outside while waiting: the next run gets a new one
     os.kill(spare.pid, signal.SIGKILL)
     assert wait_until(lambda: is_gone(spare.pid), 5)
-    res = cpl.Recipe('rtest_copy')(raw, env={'CPLRUN_TEST_VAR': 'spare test'})
+    res = cpl.Recipe('rtest_copy')(raw, env=env)
     assert res.PRODUCT[0].data is not None
     assert wait_until(lambda: [p.pid for p in spares(server)] not in
                       ([], [spare.pid]), 10)

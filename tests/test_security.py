@@ -188,6 +188,21 @@ def test_a_product_outside_the_work_folder_is_refused(raw, tmp_path, case,
     remove_run_dir(e)
 
 
+def test_an_unreadable_product_is_a_crash_and_stays(raw, tmp_path):
+    r = cpl.Recipe('rtest_product')
+    r.temp_dir = str(tmp_path)
+    with pytest.raises(cpl.RecipeCrash) as info:
+        r(raw, tag='RAW', param={'kind': 'junk'})
+    e = info.value
+    assert 'cannot be read as FITS: rtest_product.fits' in str(e)
+    assert e.log_file in str(e) and raw in str(e)
+    assert run_dirs(str(tmp_path)) == [os.path.basename(e.workdir)]
+    with open(os.path.join(e.workdir, 'rtest_product.fits'), 'rb') as f:
+        assert f.read().startswith(b'SIMPLE  = not FITS')
+    assert 'wrote junk product' in open(e.log_file).read()
+    remove_run_dir(e)
+
+
 def test_refusal_in_a_batch_leaves_the_other_runs_alone(raw, tmp_path):
     w = Workflow()
     w.add('rtest_copy', raw, name='good')

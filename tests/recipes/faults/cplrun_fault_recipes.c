@@ -288,9 +288,9 @@ static cpl_error_code rtest_product_fill(cpl_parameterlist *list,
                  "rtest_product.fits");
     RFAULT_ENUM(list, context, "kind",
                 "fits: a size x size image; sparse: a FITS file of gib GiB "
-                "that is a hole; symlink: a symlink to target; none: only "
-                "register the name.", "fits", 4, "fits", "sparse", "symlink",
-                "none");
+                "that is a hole; symlink: a symlink to target; junk: a file "
+                "that is not FITS; none: only register the name.", "fits", 5,
+                "fits", "sparse", "symlink", "junk", "none");
     RFAULT_VALUE(list, context, "size", CPL_TYPE_INT,
                  "Image side for kind=fits.", 4);
     RFAULT_VALUE(list, context, "gib", CPL_TYPE_DOUBLE,
@@ -353,6 +353,18 @@ static cpl_error_code rtest_product(cpl_frameset *frames,
             }
             else {
                 cpl_msg_info(cpl_func, "made symlink %s -> %s", name, target);
+                rfault_claim(frames, name, "PRODUCT");
+            }
+        }
+        else if (strcmp(kind, "junk") == 0) {
+            FILE *junk = fopen(name, "w");
+            if (junk == NULL || fputs("SIMPLE  = not FITS after all\n", junk) < 0
+                || fclose(junk) != 0) {
+                code = cpl_error_set_message(cpl_func, CPL_ERROR_FILE_IO,
+                                             "cannot write %s", name);
+            }
+            else {
+                cpl_msg_info(cpl_func, "wrote junk product %s", name);
                 rfault_claim(frames, name, "PRODUCT");
             }
         }
@@ -574,6 +586,7 @@ static const rfault_definition rfault_recipes[] = {
       "  fits     a size x size float image of ones (PRODUCT)\n"
       "  sparse   a valid FITS file of 'gib' GiB whose data are a hole (BIG)\n"
       "  symlink  a symbolic link to 'target' (PRODUCT)\n"
+      "  junk     a file that starts like FITS but is not (PRODUCT)\n"
       "  none     nothing; the name is only registered (PRODUCT)\n"
       "With also_ok=true, first writes OK rtest_product_ok.fits.\n"
       "With close_fds=true, first closes every descriptor above 2.\n"
