@@ -176,25 +176,41 @@ static int read_request(int fd, char **buf, request *req)
  * static array would cost every spare that much memory. */
 #define PREFAULT_MAX_MAPPING (2u << 20)
 
+/* Prefaulted a piece at a time, so that a request that comes meanwhile
+ * is not kept waiting for the rest. */
+#define PREFAULT_STEP (256u << 10)
+
+static int request_waiting(int request_fd)
+{
+    struct pollfd fd = { request_fd, POLLIN, 0 };
+    return poll(&fd, 1, 0) > 0;
+}
+
 /* Makes the small private writable mappings (the libraries' data and
  * bss, the heap) the spare's own now, while it waits: a recipe that
  * writes them would otherwise take one page fault at a time while it
- * runs (about 300 for a trivial one).  Without MADV_POPULATE_WRITE (Linux
- * before 5.14) this does nothing. */
-static void prefault_writable_data(void)
+ * runs (about 300 for a trivial one).  Stops when the request comes.
+ * Without MADV_POPULATE_WRITE (Linux before 5.14) this does nothing. */
+static void prefault_writable_data(int request_fd)
 {
     FILE *maps = fopen("/proc/self/maps", "r");
     if (maps == NULL) {
         return;
     }
     char line[4096];
-    while (fgets(line, sizeof line, maps) != NULL) {
+    int stop = 0;
+    while (!stop && fgets(line, sizeof line, maps) != NULL) {
         unsigned long start, end;
         char perms[5];
-        if (sscanf(line, "%lx-%lx %4s", &start, &end, perms) == 3
-            && strcmp(perms, "rw-p") == 0 && end - start <= PREFAULT_MAX_MAPPING
-            && strstr(line, "[stack]") == NULL) {
-            madvise((void *)start, end - start, MADV_POPULATE_WRITE);
+        if (sscanf(line, "%lx-%lx %4s", &start, &end, perms) != 3
+            || strcmp(perms, "rw-p") != 0 || end - start > PREFAULT_MAX_MAPPING
+            || strstr(line, "[stack]") != NULL) {
+            continue;
+        }
+        for (unsigned long at = start; at < end && !stop; at += PREFAULT_STEP) {
+            unsigned long len = end - at < PREFAULT_STEP ? end - at : PREFAULT_STEP;
+            madvise((void *)at, len, MADV_POPULATE_WRITE);
+            stop = request_waiting(request_fd);
         }
     }
     fclose(maps);
@@ -235,7 +251,7 @@ static void become_spare(int request_fd, int report_fd)
     crash_handlers_install(gdb);
     /* Named for ps and top: a waiting spare, then the recipe it runs. */
     prctl(PR_SET_NAME, CPLRUN_SPARE_NAME, 0, 0, 0);
-    prefault_writable_data();
+    prefault_writable_data(request_fd);
     char *buf;
     request req;
     if (read_request(request_fd, &buf, &req) != 0) {
