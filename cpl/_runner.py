@@ -24,8 +24,9 @@ from typing import Iterable, Mapping, Sequence
 MAX_SERVERS = 8
 #: How long a starting server may take to say it is ready.
 READY_TIMEOUT_SECONDS = 60.0
-#: A reply line longer than this is not one of the server's (they are
-#: short): it is skipped, never kept whole in memory.
+#: A reply line longer than this is not one of the server's (the longest,
+#: a run's report, stays under half of it: CPLRUN_MAX_REPORT in
+#: src_c/runner.h): it is skipped, never kept whole in memory.
 MAX_EVENT_BYTES = 1 << 20
 
 
@@ -155,6 +156,8 @@ class Server:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = dict(env)
         self._lock = threading.Lock()
+        #: held while writing to the server (see submit)
+        self._write_lock = threading.Lock()
         self._handles: dict[int, RunHandle] = {}
         #: runs whose request the server has not answered yet, in order:
         #: a reply it cannot attribute ('malformed request') is theirs
@@ -230,28 +233,37 @@ class Server:
 
     def submit(self, fields: Sequence[tuple[str, str]]) -> RunHandle:
         """Starts one run; fields as described in ``src_c/serve.c``."""
-        with self._lock:
-            if self.closed:
-                raise RunnerError('the recipe runner has stopped')
-            handle = RunHandle(self._next_id)
-            message = encode_request(
-                [('op', 'run'), ('id', str(handle.id))] + list(fields))
-            self._next_id += 1
-            self._handles[handle.id] = handle
-            self._unanswered.append(handle)
+        # Written under a lock of its own, not the one the reader thread
+        # takes for every event: a request longer than the pipe holds is
+        # written while the server sends replies, and a reader kept from
+        # reading them would leave the server blocked on its replies, never
+        # reading the rest of the request.  Registered and written in one
+        # order: an unreadable request is attributed by that order.
+        with self._write_lock:
+            with self._lock:
+                if self.closed:
+                    raise RunnerError('the recipe runner has stopped')
+                handle = RunHandle(self._next_id)
+                message = encode_request(
+                    [('op', 'run'), ('id', str(handle.id))] + list(fields))
+                self._next_id += 1
+                self._handles[handle.id] = handle
+                self._unanswered.append(handle)
             try:
                 self._process.stdin.write(message)
                 self._process.stdin.flush()
             except (OSError, ValueError) as exc:
-                del self._handles[handle.id]
-                self._unanswered.remove(handle)
+                with self._lock:
+                    self._handles.pop(handle.id, None)
+                    if handle in self._unanswered:
+                        self._unanswered.remove(handle)
                 raise RunnerError(f'the recipe runner has stopped: {exc}') \
                     from exc
         return handle
 
     def kill(self, handle: RunHandle, sig: int = signal.SIGKILL) -> None:
         """Sends sig to the run's process group, if it still runs."""
-        with self._lock:
+        with self._write_lock:
             if self.closed or handle.finished.is_set():
                 return
             try:
@@ -341,6 +353,7 @@ class Server:
         """Ends the server; runs still going are killed by it."""
         with self._lock:
             self.closed = True
+        with self._write_lock:
             try:
                 self._process.stdin.close()
             except OSError:

@@ -96,6 +96,12 @@ static void on_crash(int sig)
     raise(sig);
 }
 
+void crash_backtrace_preload(void)
+{
+    void *frame[1];
+    backtrace(frame, 1);
+}
+
 void crash_handlers_install(const char *gdb)
 {
     crash_gdb = gdb;
@@ -103,10 +109,7 @@ void crash_handlers_install(const char *gdb)
         /* Lets gdb attach although it is not our ancestor (Yama). */
         prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
     } else {
-        /* backtrace() loads libgcc on first use, which is not safe inside
-         * a signal handler: do it now. */
-        void *frame[1];
-        backtrace(frame, 1);
+        crash_backtrace_preload();
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -258,7 +258,8 @@ static void write_result(int report_fd, int return_code,
     if (fclose(out) != 0) {
         return;
     }
-    if (!is_report_pipe(report_fd) || fd_write_all(report_fd, text, len) != 0) {
+    if (len > CPLRUN_MAX_REPORT || !is_report_pipe(report_fd)
+        || fd_write_all(report_fd, text, len) != 0) {
         write_result_file(text, len);
     }
 }
@@ -291,14 +292,16 @@ static void __attribute__((noreturn)) finish_run(int report_fd, int return_code,
     _exit(0);
 }
 
-void execute_run(const request *req, int report_fd)
+void execute_run(const request *req, int report_fd, const char *gdb)
 {
     const char *workdir = request_get(req, "workdir");
     if (workdir == NULL || chdir(workdir) != 0) {
         _exit(120);
     }
+    /* Here, not in the waiting spare: a backtrace goes into the run's
+     * folder, and only a run's crash is a run's. */
+    crash_handlers_install(gdb);
     fstat(report_fd, &report_pipe);
-    redirect_output();
     char err[4096];
     const char *plugin_path = request_get(req, "plugin");
     /* Found in the cache the server filled before it forked this process,
@@ -313,9 +316,11 @@ void execute_run(const request *req, int report_fd)
     /* With CPL's memory check on, what the server allocated before the
      * fork must not count against the recipe: the run registers its
      * library's recipes itself and frees them before the check (as esorex
-     * does).  Before the log is set up, so registration chatter stays out. */
+     * does).  Before the output and the log go to the run's files, so
+     * that registration chatter stays out of both. */
     cpl_pluginlist *own_recipes = cpl_memory_is_empty() != -1
                                       ? plugin_fresh_list(lib) : NULL;
+    redirect_output();
     cpl_msg_set_log_name(CPLRUN_LOG_FILE);
     cpl_msg_set_log_level(severity(request_get(req, "loglevel")));
     cpl_msg_set_level(CPL_MSG_OFF);

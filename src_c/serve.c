@@ -41,8 +41,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* A report longer than this is not one the run's own code wrote. */
-#define MAX_REPORT_BYTES (64u << 20)
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23      /* Linux 5.14; older headers lack it */
@@ -54,7 +52,7 @@ typedef struct {
     int report_fd;      /* read end of its report pipe; -1 once closed */
     char *report;       /* what arrived of the report so far */
     size_t report_len;
-    int report_damaged; /* longer than MAX_REPORT_BYTES */
+    int report_damaged; /* longer than a run writes one */
 } running_run;
 
 /* The process forked ahead for the next run. */
@@ -248,7 +246,6 @@ static void become_spare(int request_fd, int report_fd)
     /* glibc reports heap corruption on the terminal unless told not to;
      * it belongs in the run's output. */
     setenv("LIBC_FATAL_STDERR_", "1", 1);
-    crash_handlers_install(gdb);
     /* Named for ps and top: a waiting spare, then the recipe it runs. */
     prctl(PR_SET_NAME, CPLRUN_SPARE_NAME, 0, 0, 0);
     prefault_writable_data(request_fd);
@@ -262,7 +259,7 @@ static void become_spare(int request_fd, int report_fd)
     if (recipe != NULL) {
         prctl(PR_SET_NAME, recipe, 0, 0, 0);
     }
-    execute_run(&req, report_fd);
+    execute_run(&req, report_fd, gdb);
 }
 
 static void discard_spare(void)
@@ -288,7 +285,11 @@ static int spawn_spare(void)
         close(request_pipe[1]);
         return -1;
     }
+    /* Nothing buffered may be written twice: what libraries printed
+     * while loading (stdout is /dev/null) would land in every run's
+     * output. */
     fflush(replies);
+    fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
         close(request_pipe[1]);
@@ -480,15 +481,16 @@ static int read_report(running_run *r)
         if (r->report_damaged) {
             continue;
         }
-        if (r->report_len + (size_t)n > MAX_REPORT_BYTES) {
+        /* Longer than the run's own code writes: not a report. */
+        if (r->report_len + (size_t)n > CPLRUN_MAX_REPORT + 1) {
             r->report_damaged = 1;
             continue;
         }
         r->report = realloc(r->report, r->report_len + (size_t)n + 1);
         memcpy(r->report + r->report_len, chunk, (size_t)n);
+        char *newline = memchr(r->report + r->report_len, '\n', (size_t)n);
         r->report_len += (size_t)n;
         r->report[r->report_len] = '\0';
-        char *newline = memchr(r->report, '\n', r->report_len);
         if (newline != NULL) {
             *newline = '\0';
             return 1;
@@ -676,6 +678,9 @@ int serve_main(void)
      * group kill after each run is followed by their reaping here. */
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     gdb = find_gdb();
+    if (gdb == NULL) {
+        crash_backtrace_preload();
+    }
     server = getpid();
     json_writer w;
     reply_begin(&w, "ready", 0);

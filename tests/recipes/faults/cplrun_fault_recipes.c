@@ -289,8 +289,12 @@ static cpl_error_code rtest_product_fill(cpl_parameterlist *list,
     RFAULT_ENUM(list, context, "kind",
                 "fits: a size x size image; sparse: a FITS file of gib GiB "
                 "that is a hole; symlink: a symlink to target; junk: a file "
-                "that is not FITS; none: only register the name.", "fits", 5,
-                "fits", "sparse", "symlink", "junk", "none");
+                "that is not FITS; many: copies files NAME_N; none: only "
+                "register the name.", "fits", 6, "fits", "sparse", "symlink",
+                "junk", "many", "none");
+    RFAULT_VALUE(list, context, "copies", CPL_TYPE_INT,
+                 "How many files kind=many writes (NAME_N), or names "
+                 "kind=none registers (NAME_N when more than one).", 1);
     RFAULT_VALUE(list, context, "size", CPL_TYPE_INT,
                  "Image side for kind=fits.", 4);
     RFAULT_VALUE(list, context, "gib", CPL_TYPE_DOUBLE,
@@ -318,6 +322,7 @@ static cpl_error_code rtest_product(cpl_frameset *frames,
     const char *target = rfault_string(parlist, recipe, "target");
     const int also_ok = rfault_bool(parlist, recipe, "also_ok");
     const int close_fds = rfault_bool(parlist, recipe, "close_fds");
+    const int copies = rfault_int(parlist, recipe, "copies");
     cpl_error_code code = CPL_ERROR_NONE;
 
     if (close_fds) {
@@ -356,6 +361,20 @@ static cpl_error_code rtest_product(cpl_frameset *frames,
                 rfault_claim(frames, name, "PRODUCT");
             }
         }
+        else if (strcmp(kind, "many") == 0) {
+            for (int i = 0; i < copies && code == CPL_ERROR_NONE; i++) {
+                char *file = cpl_sprintf("%s_%05d", name, i);
+                FILE *f = fopen(file, "w");
+                if (f == NULL || fputs("SIMPLE  =", f) < 0 || fclose(f) != 0) {
+                    code = cpl_error_set_message(cpl_func, CPL_ERROR_FILE_IO,
+                                                 "cannot write %s", file);
+                }
+                else {
+                    rfault_claim(frames, file, "PRODUCT");
+                }
+                cpl_free(file);
+            }
+        }
         else if (strcmp(kind, "junk") == 0) {
             FILE *junk = fopen(name, "w");
             if (junk == NULL || fputs("SIMPLE  = not FITS after all\n", junk) < 0
@@ -368,9 +387,16 @@ static cpl_error_code rtest_product(cpl_frameset *frames,
                 rfault_claim(frames, name, "PRODUCT");
             }
         }
-        else {
+        else if (copies == 1) {
             cpl_msg_info(cpl_func, "claiming product %s", name);
             rfault_claim(frames, name, "PRODUCT");
+        }
+        else {
+            for (int i = 0; i < copies; i++) {
+                char *file = cpl_sprintf("%s_%05d", name, i);
+                rfault_claim(frames, file, "PRODUCT");
+                cpl_free(file);
+            }
         }
     }
     cpl_frameset_delete(used);
@@ -587,7 +613,9 @@ static const rfault_definition rfault_recipes[] = {
       "  sparse   a valid FITS file of 'gib' GiB whose data are a hole (BIG)\n"
       "  symlink  a symbolic link to 'target' (PRODUCT)\n"
       "  junk     a file that starts like FITS but is not (PRODUCT)\n"
-      "  none     nothing; the name is only registered (PRODUCT)\n"
+      "  many     'copies' such files, 'name'_00000... (PRODUCT)\n"
+      "  none     nothing; the name is only registered (PRODUCT), or\n"
+      "           'copies' names 'name'_00000... when copies > 1\n"
       "With also_ok=true, first writes OK rtest_product_ok.fits.\n"
       "With close_fds=true, first closes every descriptor above 2.\n"
       "Logs every input frame as \"input TAG 'PATH'\".\n"
