@@ -696,7 +696,8 @@ def test_a_result_too_long_for_the_report_pipe(raw, tmp_path):
                                              for p in res.PRODUCT)
 
 
-def test_long_requests_while_long_reports_come_back(fault_dir, tmp_path):
+def test_long_requests_while_long_reports_come_back(raw, fault_dir,
+                                                   tmp_path):
     """Requests longer than the pipe to the server holds, written while
     the server sends reports longer than the pipe back: neither side may
     wait for the other (a deadlock needs the two to meet, hence tries)."""
@@ -721,8 +722,9 @@ def test_long_requests_while_long_reports_come_back(fault_dir, tmp_path):
         for _ in range(5):
             # the end of the first comes while the request is being
             # written, that of the others (long reports) soon after
-            quick = server.submit(fields(['kind=none']))
-            reports = [server.submit(fields(long_report)) for _ in range(2)]
+            quick = server.submit(fields(['kind=none'], [raw]))
+            reports = [server.submit(fields(long_report, [raw]))
+                       for _ in range(2)]
             request = threading.Thread(target=server.submit, daemon=True,
                                        args=(fields(['kind=none'],
                                                     long_frames),))
@@ -735,132 +737,6 @@ def test_long_requests_while_long_reports_come_back(fault_dir, tmp_path):
                 assert len(handle.report['products']) == 700
     finally:
         server.close()
-
-
-# --- huge products, floods of log lines, direct output ------------------------------------
-def test_a_result_too_long_for_the_report_pipe(raw, tmp_path):
-    """Thousands of products, a result over 1 MB: it goes to the result
-    file instead (a report line that long Python would not read), and
-    nothing is lost."""
-    out = tmp_path / 'out'
-    name = 'p' * 200
-    res = cpl.Recipe('rtest_product')(
-        raw, tag='RAW', output_dir=str(out), timeout=60,
-        param={'kind': 'many', 'copies': 5000, 'name': name})
-    assert sorted(os.path.basename(p) for p in res.PRODUCT) == \
-        ['%s_%05d' % (name, i) for i in range(5000)]
-    assert sorted(os.listdir(out)) == sorted(os.path.basename(p)
-                                             for p in res.PRODUCT)
-
-
-def test_long_requests_while_long_reports_come_back(fault_dir, tmp_path):
-    """A request longer than the pipe to the server holds, still being
-    written while the server sends reports longer than the pipe back:
-    neither side may wait for the other.  The server is stopped while the
-    runs finish and the request starts, so that both meet."""
-    library = os.path.join(fault_dir, 'cplrun_fault_recipes.so')
-    server = _runner.Server(dict(os.environ))
-
-    def fields(workdir, params=(), frames=()):
-        os.makedirs(workdir)
-        return ([('plugin', library), ('recipe', 'rtest_product'),
-                 ('workdir', workdir), ('loglevel', 'info'),
-                 ('memory_dump', '0')]
-                + [('param', 'cplrun.rtest_product.' + p) for p in params]
-                + [('frame', 'RAW=' + f) for f in frames])
-    try:
-        reports = [server.submit(fields(
-            str(tmp_path / ('report%d' % i)),
-            params=['kind=many', 'copies=500', 'name=' + 'p' * 150]))
-            for i in range(3)]
-        assert wait_until(lambda: all(h.pid for h in reports), 10)
-        os.kill(server.pid, signal.SIGSTOP)
-        try:
-            # each run has written its files and waits on its report pipe
-            assert wait_until(lambda: all(
-                len(os.listdir(tmp_path / ('report%d' % i))) >= 502
-                for i in range(3)), 20)
-            long_request = threading.Thread(
-                target=server.submit, daemon=True, args=(fields(
-                    str(tmp_path / 'request'), params=['kind=none'],
-                    frames=['/nonexistent/' + 'x' * 200] * 2000),))
-            long_request.start()
-            time.sleep(0.5)
-        finally:
-            os.kill(server.pid, signal.SIGCONT)
-        long_request.join(30)
-        assert not long_request.is_alive(), 'the request never got through'
-        for handle in reports:
-            assert handle.finished.wait(30), 'a report never came back'
-            assert len(handle.report['products']) == 500
-    finally:
-        server.close()
-
-
-# --- huge products, floods of log lines, direct output ------------------------------------
-def test_a_result_too_long_for_the_report_pipe(raw, tmp_path):
-    """Thousands of products, a result over 1 MB: it goes to the result
-    file instead (a report line that long Python would not read), and
-    nothing is lost."""
-    out = tmp_path / 'out'
-    name = 'p' * 200
-    res = cpl.Recipe('rtest_product')(
-        raw, tag='RAW', output_dir=str(out), timeout=60,
-        param={'kind': 'many', 'copies': 5000, 'name': name})
-    assert sorted(os.path.basename(p) for p in res.PRODUCT) == \
-        ['%s_%05d' % (name, i) for i in range(5000)]
-    assert sorted(os.listdir(out)) == sorted(os.path.basename(p)
-                                             for p in res.PRODUCT)
-
-
-def test_long_requests_while_long_reports_come_back(fault_dir, tmp_path):
-    """A request longer than the pipe to the server holds, written while
-    the server sends reports longer than the pipe back: neither side may
-    wait for the other."""
-    library = os.path.join(fault_dir, 'cplrun_fault_recipes.so')
-    server = _runner.Server(dict(os.environ))
-    try:
-        def fields(workdir, params=(), frames=()):
-            os.makedirs(workdir)
-            return ([('plugin', library), ('recipe', 'rtest_product'),
-                     ('workdir', workdir), ('loglevel', 'info'),
-                     ('memory_dump', '0')]
-                    + [('param', 'cplrun.rtest_product.' + p) for p in params]
-                    + [('frame', 'RAW=' + f) for f in frames])
-        reports = [server.submit(fields(
-            str(tmp_path / ('report%d' % i)),
-            params=['kind=many', 'copies=500', 'name=' + 'p' * 150]))
-            for i in range(6)]
-        # 50 MB of frame names (the run itself does not matter)
-        long_request = threading.Thread(target=server.submit, args=(fields(
-            str(tmp_path / 'request'), params=['kind=none'],
-            frames=['/nonexistent/' + 'x' * 200] * 250000),), daemon=True)
-        long_request.start()
-        long_request.join(30)
-        assert not long_request.is_alive(), 'the request never got through'
-        for handle in reports:
-            assert handle.finished.wait(30), 'a report never came back'
-            assert len(handle.report['products']) == 500
-    finally:
-        server.close()
-
-
-def test_long_requests_while_long_reports_come_back(raw, tmp_path):
-    """A request longer than the pipe to the server holds, written while
-    the server sends a report longer than the pipe back: neither side may
-    wait for the other."""
-    r = cpl.Recipe('rtest_product')
-    many_inputs = [raw] * 2000          # a request of about 200 KB
-    for i in range(5):
-        long_report = r(raw, tag='RAW', threaded=True, timeout=60,
-                        output_dir=str(tmp_path / ('reports%d' % i)),
-                        param={'kind': 'many', 'copies': 1000,
-                               'name': 'p' * 150})
-        long_request = r(many_inputs, tag='RAW', threaded=True, timeout=60,
-                         output_dir=str(tmp_path / ('requests%d' % i)))
-        assert len(long_report.result(timeout=90).PRODUCT) == 1000
-        assert long_request.result(timeout=90).PRODUCT
-
 
 
 def test_a_product_larger_than_2_gib(raw, tmp_path, work_tmp, no_new_run_dirs):
