@@ -111,8 +111,9 @@ class CplError(Exception):
         errors = [{'code': e.code, 'message': e.msg, 'file': e.file,
                    'line': e.line, 'function': e.function} for e in self
                   if e.code is not None]
-        return (CplError, (self.retval, errors, None, self.recipe,
-                           self.log_file, self.workdir, self.inputs))
+        return (_restore_cpl_error, (self.retval, errors,
+                                     _log_to_portable(self.log), self.recipe,
+                                     self.log_file, self.workdir, self.inputs))
 
 
 def inputs_text(inputs: list[str], shown: int = 3) -> str:
@@ -323,6 +324,10 @@ def _log_from_portable(portable):
     if portable is None:
         return None
     return LogList(logging.makeLogRecord(attrs) for attrs in portable)
+
+
+def _restore_cpl_error(retval, errors, log, *where):
+    return CplError(retval, errors, _log_from_portable(log), *where)
 
 
 def _restore_result(products, stat, error, directory, log=None):

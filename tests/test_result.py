@@ -242,10 +242,11 @@ def test_recipe_error_raises_cpl_error_with_chain(raw, tmp_path):
         if out.exists():
             assert [n for n in os.listdir(str(out))
                     if n.endswith('.fits')] == []
-        # it pickles
+        # it pickles, with its log
         copy = pickle.loads(pickle.dumps(e))
         assert [x.msg for x in copy] == messages
         assert copy.workdir == e.workdir
+        assert copy.log.error == e.log.error and copy.log.error
     finally:
         remove_run_dir(e)
 
