@@ -85,6 +85,15 @@ def rss_mb():
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
 
 
+#: descriptors this process holds per runner: its stdin and its stdout
+FDS_PER_SERVER = 2
+
+
+def server_count() -> int:
+    from cpl import _runner
+    return len(_runner.pool._servers)
+
+
 def open_fds():
     return len(os.listdir('/proc/self/fd'))
 
@@ -266,7 +275,7 @@ class Soak:
         started = time.monotonic()
         n_batches = max(1, -(-args.runs // args.batch))
         real_per_batch = -(-args.real // n_batches) if args.real else 0
-        first_rss = first_fds = None
+        first_rss = first_fds = first_servers = None
         start_fds = open_fds()
         for b in range(n_batches):
             if time.monotonic() > deadline:
@@ -280,12 +289,13 @@ class Soak:
                 self.real_batch(real)
             if first_rss is None:
                 first_rss, first_fds = rss_mb(), open_fds()
+                first_servers = server_count()
             print('soak: batch %d/%d: %d test runs, %d real runs, %.0f s, '
                   'rss %.1f MB, %d fds' % (b + 1, n_batches, self.done_runs,
                                           self.done_real,
                                           time.monotonic() - started,
                                           rss_mb(), open_fds()), flush=True)
-        end_rss, end_fds = rss_mb(), open_fds()
+        end_rss, end_fds, end_servers = rss_mb(), open_fds(), server_count()
         import cpl
         from cpl import _runner
         # every recipe process ends with its run: only the servers (and
@@ -311,6 +321,7 @@ class Soak:
             'rss_end_mb': round(end_rss, 1),
             'rss_growth_mb': round(end_rss - (first_rss or end_rss), 1),
             'fds_first': first_fds, 'fds_end': end_fds,
+            'servers_first': first_servers, 'servers_end': end_servers,
             'fds_start': start_fds, 'fds_closed': closed_fds,
             'cpl_version': cpl.Recipe('rtest_copy').cpl_version,
         }
@@ -339,9 +350,12 @@ def report(figures):
                   figures['rss_first_mb'], figures['rss_end_mb'],
                   figures['rss_growth_mb'], RSS_TARGET_MB),
               '  open fds:              %s after the first batch, %s at '
-              'the end; %s before any run, %s once the runners are closed'
+              'the end (%s and %s runners, %d each); %s before any run, %s '
+              'once the runners are closed'
               % (figures['fds_first'], figures['fds_end'],
-                 figures['fds_start'], figures['fds_closed'])]
+                 figures['servers_first'], figures['servers_end'],
+                 FDS_PER_SERVER, figures['fds_start'],
+                 figures['fds_closed'])]
     for what in ('mismatches', 'lost', 'stray'):
         for item in figures[what]:
             lines.append('  %s: %s' % (what, item))
@@ -356,7 +370,11 @@ def ok(figures):
     return (wrong == 0 and figures['products_lost'] == 0
             and figures['processes_left'] == 0 and figures['temp_left'] == 0
             and figures['rss_growth_mb'] < RSS_TARGET_MB
-            and figures['fds_first'] == figures['fds_end']
+            # a later batch may need a runner of its own (another
+            # environment): only that may add descriptors
+            and figures['fds_end'] - figures['fds_first']
+            == FDS_PER_SERVER * (figures['servers_end']
+                                 - figures['servers_first'])
             and figures['fds_start'] == figures['fds_closed'])
 
 
