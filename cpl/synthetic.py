@@ -406,16 +406,24 @@ def _muse_exposure(path: str, kind: str, exptime: float, mjd: float,
     return _write(path, hdus)
 
 
+def _exposure_sets(job: _Job, instrument: str, name: str, exposure,
+                   timing: dict[str, tuple[float, float, float]], nx: int,
+                   ny: int) -> dict[str, list[str]]:
+    """The frames of each kind of a one-detector instrument, written by
+    exposure(path, kind, exptime, mjd, nx, ny, rng); timing gives each
+    kind's exposure time, start (days after _NIGHT) and spacing."""
+    return {kind: [exposure(job.path(name % (kind, i + 1)), kind, exptime,
+                            _NIGHT + start + i * spacing, nx, ny,
+                            _rng(job.seed, instrument, kind, i))
+                   for i in range(job.nframes)]
+            for kind, (exptime, start, spacing) in timing.items()}
+
+
 def _muse(job: _Job) -> tuple[list[Step], dict[str, Any]]:
     nx, ny = _scaled(2048, job.scale), _scaled(2056, job.scale)
-    sets = {}
-    for kind, exptime, start, spacing in (('BIAS', 0.0, 0.30, 0.001),
-                                          ('DARK', 1800.0, 0.40, 0.03)):
-        sets[kind] = [
-            _muse_exposure(job.path('MUSE_%s_%03d.fits' % (kind, i + 1)),
-                           kind, exptime, _NIGHT + start + i * spacing, nx, ny,
-                           _rng(job.seed, 'muse', kind, i))
-            for i in range(job.nframes)]
+    sets = _exposure_sets(job, 'muse', 'MUSE_%s_%03d.fits', _muse_exposure,
+                          {'BIAS': (0.0, 0.30, 0.001),
+                           'DARK': (1800.0, 0.40, 0.03)}, nx, ny)
     # merge: one product file with the 24 IFUs, not 24 files
     params = {'merge': True}
     steps = [
@@ -471,14 +479,10 @@ def _uves_exposure(path: str, kind: str, exptime: float, mjd: float,
 
 def _uves(job: _Job) -> tuple[list[Step], dict[str, Any]]:
     nx, ny = _scaled(2048, job.scale), _scaled(3000, job.scale)
-    sets = {}
-    for kind, exptime, start, spacing in (('BIAS', 0.0, 0.50, 0.001),
-                                          ('DARK', 3600.0, 0.60, 0.05)):
-        sets[kind] = [
-            _uves_exposure(job.path('UVES_%s_BLUE_%03d.fits' % (kind, i + 1)),
-                           kind, exptime, _NIGHT + start + i * spacing, nx, ny,
-                           _rng(job.seed, 'uves', kind, i))
-            for i in range(job.nframes)]
+    sets = _exposure_sets(job, 'uves', 'UVES_%s_BLUE_%03d.fits',
+                          _uves_exposure, {'BIAS': (0.0, 0.50, 0.001),
+                                           'DARK': (3600.0, 0.60, 0.05)},
+                          nx, ny)
     steps = [
         Step('uves_bias', 'uves_cal_mbias', 'BIAS_BLUE', sets['BIAS'], {}, {},
              ['MASTER_BIAS_BLUE'],

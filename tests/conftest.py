@@ -103,15 +103,20 @@ def _watchdog():
 
 
 # --- the test recipes -------------------------------------------------------
+def _built(build, name, what):
+    """The session's folder name, with a library of recipes built by build."""
+    outdir = os.path.join(_SESSION_TOP, name)
+    try:
+        build(outdir)
+    except recipe_build.BuildError as exc:
+        pytest.fail('cannot build the %s: %s' % (what, exc))
+    return outdir
+
+
 @pytest.fixture(scope='session')
 def recipe_dir():
     """Folder holding only the compiled test recipe library."""
-    outdir = os.path.join(_SESSION_TOP, 'recipes')
-    try:
-        recipe_build.build(outdir)
-    except recipe_build.BuildError as exc:
-        pytest.fail('cannot build the test recipes: %s' % exc)
-    return outdir
+    return _built(recipe_build.build, 'recipes', 'test recipes')
 
 
 @pytest.fixture(scope='session')
@@ -123,12 +128,7 @@ def recipe_lib(recipe_dir):
 def fault_dir():
     """Folder holding only the misbehaving recipes (tests/recipes/faults):
     rtest_product, rtest_chatter, rtest_spawn."""
-    outdir = os.path.join(_SESSION_TOP, 'fault-recipes')
-    try:
-        recipe_build.build_faults(outdir)
-    except recipe_build.BuildError as exc:
-        pytest.fail('cannot build the fault recipes: %s' % exc)
-    return outdir
+    return _built(recipe_build.build_faults, 'fault-recipes', 'fault recipes')
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ die mid-run, the CLI's --scheduler and --cluster.
 Everything listens on and talks to 127.0.0.1 only."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -510,6 +511,24 @@ def test_real_pipelines_through_scheduler_and_worker_processes(
         assert not leftovers
 
 
+@contextlib.contextmanager
+def running_on_both_workers(w, m, procs, tmp_path):
+    """Runs workflow w on cluster m in a thread; inside, both workers (w0,
+    w1) run a recipe.  Yields the thread and a dict that holds the report
+    once the block is left (the thread is joined then)."""
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(report=w.run(
+        output_dir=str(tmp_path / 'out'), executor=m, **OPTS)))
+    runner.start()
+    try:
+        assert wait_until(lambda: all(
+            recipe_procs_under([procs.workers[name][1]])
+            for name in ('w0', 'w1')), 30)
+        yield runner, result
+    finally:
+        runner.join(60)
+
+
 def test_a_worker_killed_mid_run_loses_no_run(dask_processes, raw,
                                               tmp_path):
     """Dask reruns the runs of a dead worker on the survivor."""
@@ -521,21 +540,12 @@ def test_a_worker_killed_mid_run_loses_no_run(dask_processes, raw,
         w = Workflow()
         for i in range(4):
             hang(w, raw, 'h%d' % i, seconds=2.0, fork_child=True)
-        result = {}
-        runner = threading.Thread(target=lambda: result.update(report=w.run(
-            output_dir=str(tmp_path / 'out'), executor=m, **OPTS)))
-        w0_dir = procs.workers['w0'][1]
-        w1_dir = procs.workers['w1'][1]
-        runner.start()
-        try:
-            assert wait_until(lambda: recipe_procs_under([w0_dir]) and
-                              recipe_procs_under([w1_dir]), 30)
-            doomed = recipe_procs_under([w0_dir])
+        with running_on_both_workers(w, m, procs, tmp_path) as (runner,
+                                                               result):
+            doomed = recipe_procs_under([procs.workers['w0'][1]])
             procs.kill_worker('w0')
             # the scheduler is asked, not a count remembered
             assert wait_until(lambda: m.worker_count == 1, 10)
-        finally:
-            runner.join(60)
         report = result['report']
         assert not runner.is_alive()
     # the recipe (and its child) on the dead worker died with it
@@ -559,21 +569,12 @@ def test_a_run_whose_worker_dies_is_reported_crashed(dask_processes, raw,
         w = Workflow()
         hang(w, raw, 'doomed')
         hang(w, raw, 'fine', seconds=2.0)
-        result = {}
-        runner = threading.Thread(target=lambda: result.update(report=w.run(
-            output_dir=str(tmp_path / 'out'), executor=m, **OPTS)))
-        w0_dir = procs.workers['w0'][1]
-        w1_dir = procs.workers['w1'][1]
-        runner.start()
-        try:
-            assert wait_until(lambda: recipe_procs_under([w0_dir]) and
-                              recipe_procs_under([w1_dir]), 30)
+        with running_on_both_workers(w, m, procs, tmp_path) as (_runner,
+                                                               result):
             # kill the worker running 'doomed' (the one of an hour)
             which = _worker_running(procs, m.client, 'doomed')
             doomed_procs = recipe_procs_under([procs.workers[which][1]])
             procs.kill_worker(which)
-        finally:
-            runner.join(60)
         report = result['report']
     for pid in doomed_procs:
         assert wait_until(lambda: is_gone(pid), 10), pid

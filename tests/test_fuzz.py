@@ -10,6 +10,7 @@ derandomized, so CI runs the same ones each time; set
 ``CPLRUN_FUZZ_RANDOM=1`` (and ``CPLRUN_FUZZ_EXAMPLES=N``) to explore."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -194,6 +195,33 @@ def fast_kills(monkeypatch):
     monkeypatch.setattr(_runner, 'READY_TIMEOUT_SECONDS', 0.3)
 
 
+def fake_spec(folder, recipe_lib, raw, ready, lines, quits, timeout):
+    """A run of rtest_copy whose server is the fake runner, saying the
+    ready line and the lines (bytes) written into folder."""
+    env = dict(os.environ)
+    for name, data in (('READY', ready), ('LINES', lines)):
+        env['CPLRUN_FAKE_' + name] = path = os.path.join(folder, name.lower())
+        with open(path, 'wb') as f:
+            f.write(data)
+    if quits:
+        env['CPLRUN_FAKE_QUIT'] = '1'
+    return _run.RunSpec(recipe='rtest_copy', library=recipe_lib, params=[],
+                        frames=[('RAW', raw)], env=env, logname='cpl.fuzz',
+                        timeout=timeout, temp_dir=os.path.join(folder, 'work'))
+
+
+@contextlib.contextmanager
+def private_pool():
+    """Servers of its own, closed at the end, for runs with another
+    runner program."""
+    saved, _runner.pool = _runner.pool, _runner.ServerPool()
+    try:
+        yield
+    finally:
+        _runner.pool.close()
+        _runner.pool = saved
+
+
 @fuzz_settings(60)
 @given(ready=ready_line, lines=st.lists(event_line, max_size=6),
        quits=st.booleans())
@@ -202,31 +230,18 @@ def test_fuzz_the_server_reader(fake_runner, fast_kills, recipe_lib, raw,
     monkeypatch.setenv('CPLRUN_RUNNER', fake_runner)
     folder = tempfile.mkdtemp(prefix='fuzz-')
     try:
-        with open(os.path.join(folder, 'ready'), 'wb') as f:
-            f.write(ready)
-        with open(os.path.join(folder, 'lines'), 'wb') as f:
-            f.write(b''.join(line if line.endswith(b'\n') else line + b'\n'
-                             for line in lines))
-        env = dict(os.environ, CPLRUN_FAKE_READY=os.path.join(folder, 'ready'),
-                   CPLRUN_FAKE_LINES=os.path.join(folder, 'lines'))
-        if quits:
-            env['CPLRUN_FAKE_QUIT'] = '1'
-        spec = _run.RunSpec(recipe='rtest_copy', library=recipe_lib,
-                            params=[], frames=[('RAW', raw)], env=env,
-                            logname='cpl.fuzz', timeout=0.5,
-                            temp_dir=os.path.join(folder, 'work'))
-        saved, _runner.pool = _runner.pool, _runner.ServerPool()
+        spec = fake_spec(folder, recipe_lib, raw, ready, b''.join(
+            line if line.endswith(b'\n') else line + b'\n'
+            for line in lines), quits, timeout=0.5)
         threads = threading.active_count()
         start = time.monotonic()
-        try:
-            result = _run.execute(spec)
-        except ALLOWED as exc:
-            assert 'rtest_copy' in str(exc)
-        else:
-            raise AssertionError('a fake run succeeded: %r' % result)
-        finally:
-            _runner.pool.close()
-            _runner.pool = saved
+        with private_pool():
+            try:
+                result = _run.execute(spec)
+            except ALLOWED as exc:
+                assert 'rtest_copy' in str(exc)
+            else:
+                raise AssertionError('a fake run succeeded: %r' % result)
         assert time.monotonic() - start < 10
         assert threading.active_count() <= threads
     finally:
@@ -370,25 +385,10 @@ def fake_run(fake_runner, monkeypatch, recipe_lib, raw, ready, lines,
     monkeypatch.setenv('CPLRUN_RUNNER', fake_runner)
     folder = tempfile.mkdtemp(prefix='fake-')
     try:
-        for name, data in (('ready', ready), ('lines', lines)):
-            with open(os.path.join(folder, name), 'wb') as f:
-                f.write(data)
-        env = dict(os.environ, CPLRUN_FAKE_READY=os.path.join(folder, 'ready'),
-                   CPLRUN_FAKE_LINES=os.path.join(folder, 'lines'))
-        if quits:
-            env['CPLRUN_FAKE_QUIT'] = '1'
-        spec = _run.RunSpec(recipe='rtest_copy', library=recipe_lib,
-                            params=[], frames=[('RAW', raw)], env=env,
-                            logname='cpl.fuzz', timeout=timeout,
-                            temp_dir=os.path.join(folder, 'work'))
-        saved, _runner.pool = _runner.pool, _runner.ServerPool()
+        spec = fake_spec(folder, recipe_lib, raw, ready, lines, quits, timeout)
         start = time.monotonic()
-        try:
-            with pytest.raises(ALLOWED) as info:
-                _run.execute(spec)
-        finally:
-            _runner.pool.close()
-            _runner.pool = saved
+        with private_pool(), pytest.raises(ALLOWED) as info:
+            _run.execute(spec)
         return info.value, time.monotonic() - start
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -300,13 +300,18 @@ def test_describe(recipe_lib, tmp_path):
     assert bad['recipes'] == [] and 'cannot load' in bad['error']
 
 
+def started_hang(server, recipe_lib, raw, workdir):
+    """An rtest_hang run on server, once its process is there."""
+    handle = server.submit(run_fields(recipe_lib, workdir, recipe='rtest_hang',
+                                      frames=['RAW=' + raw])[2:])
+    assert wait_until(lambda: handle.pid is not None, 10)
+    return handle
+
+
 def test_server_class_submit_and_kill(recipe_lib, raw, tmp_path):
     s = _runner.Server(os.environ)
     try:
-        handle = s.submit(run_fields(recipe_lib, str(tmp_path),
-                                     recipe='rtest_hang',
-                                     frames=['RAW=' + raw])[2:])
-        assert wait_until(lambda: handle.pid is not None, 10)
+        handle = started_hang(s, recipe_lib, raw, str(tmp_path))
         assert s.busy
         s.kill(handle, signal.SIGKILL)
         assert handle.finished.wait(10)
@@ -323,10 +328,7 @@ def test_server_class_submit_and_kill(recipe_lib, raw, tmp_path):
 def test_server_death_fails_its_runs(recipe_lib, raw, tmp_path):
     s = _runner.Server(os.environ)
     try:
-        handle = s.submit(run_fields(recipe_lib, str(tmp_path),
-                                     recipe='rtest_hang',
-                                     frames=['RAW=' + raw])[2:])
-        assert wait_until(lambda: handle.pid is not None, 10)
+        handle = started_hang(s, recipe_lib, raw, str(tmp_path))
         run_pid = handle.pid
         os.kill(s.pid, signal.SIGKILL)
         assert handle.finished.wait(10)
