@@ -36,8 +36,10 @@ def build_version(outdir, version, version_string):
         f.write(text)
     target = os.path.join(outdir, 'cplrun_test_recipes_v.so')
     incdir = recipe_build.find_cpl_include()
-    subprocess.run(['gcc'] + recipe_build.CFLAGS + ['-I' + incdir, source,
-                    '-o', target] + recipe_build.LIBS, check=True,
+    # -I: the copy still includes the helpers next to the original
+    subprocess.run(['gcc'] + recipe_build.CFLAGS + [
+        '-I' + incdir, '-I' + recipe_build.HERE, source,
+        '-o', target] + recipe_build.LIBS, check=True,
                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     os.unlink(source)
     return target

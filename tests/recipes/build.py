@@ -50,9 +50,11 @@ def sources(folder=HERE):
 
 def _dependencies(folder=HERE):
     deps = [os.path.abspath(__file__)]
-    for name in os.listdir(folder):
-        if name.endswith((".c", ".h")):
-            deps.append(os.path.join(folder, name))
+    deps += [os.path.join(folder, name) for name in os.listdir(folder)
+             if name.endswith((".c", ".h"))]
+    if folder != HERE:      # the headers here serve the subfolders too
+        deps += [os.path.join(HERE, name) for name in os.listdir(HERE)
+                 if name.endswith(".h")]
     return deps
 
 

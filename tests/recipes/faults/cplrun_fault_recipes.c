@@ -36,7 +36,9 @@
 
 #define RFAULT_VERSION 10203 /* 1.2.3, as the other test recipes */
 #define RFAULT_PIPE_ID "cplrun_test/1.2.3"
-#define RFAULT_CONTEXT "cplrun"
+#define RTEST_CONTEXT "cplrun"
+
+#include "../rtest_helpers.h"
 
 typedef struct
 {
@@ -50,81 +52,6 @@ typedef struct
 /*-----------------------------------------------------------------------------
                                   Helpers
  -----------------------------------------------------------------------------*/
-
-static cpl_error_code rfault_append(cpl_parameterlist *list, cpl_parameter *p,
-                                    const char *alias)
-{
-    if (p == NULL) {
-        return cpl_error_set_where(cpl_func);
-    }
-    cpl_parameter_set_alias(p, CPL_PARAMETER_MODE_CLI, alias);
-    cpl_parameter_set_alias(p, CPL_PARAMETER_MODE_ENV,
-                            cpl_parameter_get_name(p));
-    cpl_parameter_set_alias(p, CPL_PARAMETER_MODE_CFG, alias);
-    cpl_parameterlist_append(list, p);
-    return cpl_error_get_code();
-}
-
-#define RFAULT_VALUE(LIST, CONTEXT, ALIAS, TYPE, DESCR, DEFAULT)               \
-    do {                                                                       \
-        char *name_ = cpl_sprintf("%s.%s", CONTEXT, ALIAS);                    \
-        cpl_parameter *p_ = cpl_parameter_new_value(name_, TYPE, DESCR,        \
-                                                    CONTEXT, DEFAULT);         \
-        cpl_free(name_);                                                       \
-        if (rfault_append(LIST, p_, ALIAS))                                    \
-            return cpl_error_set_where(cpl_func);                              \
-    } while (0)
-
-#define RFAULT_ENUM(LIST, CONTEXT, ALIAS, DESCR, DEFAULT, N, ...)              \
-    do {                                                                       \
-        char *name_ = cpl_sprintf("%s.%s", CONTEXT, ALIAS);                    \
-        cpl_parameter *p_ = cpl_parameter_new_enum(name_, CPL_TYPE_STRING,     \
-                                                   DESCR, CONTEXT, DEFAULT,    \
-                                                   N, __VA_ARGS__);            \
-        cpl_free(name_);                                                       \
-        if (rfault_append(LIST, p_, ALIAS))                                    \
-            return cpl_error_set_where(cpl_func);                              \
-    } while (0)
-
-static const cpl_parameter *rfault_param(const cpl_parameterlist *list,
-                                         const char *recipe, const char *alias)
-{
-    char *name = cpl_sprintf("%s.%s.%s", RFAULT_CONTEXT, recipe, alias);
-    const cpl_parameter *p = cpl_parameterlist_find_const(list, name);
-    if (p == NULL) {
-        cpl_error_set_message(cpl_func, CPL_ERROR_DATA_NOT_FOUND,
-                              "parameter %s not found", name);
-    }
-    cpl_free(name);
-    return p;
-}
-
-static int rfault_int(const cpl_parameterlist *l, const char *r, const char *a)
-{
-    const cpl_parameter *p = rfault_param(l, r, a);
-    return p != NULL ? cpl_parameter_get_int(p) : 0;
-}
-
-static int rfault_bool(const cpl_parameterlist *l, const char *r, const char *a)
-{
-    const cpl_parameter *p = rfault_param(l, r, a);
-    return p != NULL ? cpl_parameter_get_bool(p) : 0;
-}
-
-static double rfault_double(const cpl_parameterlist *l, const char *r,
-                            const char *a)
-{
-    const cpl_parameter *p = rfault_param(l, r, a);
-    return p != NULL ? cpl_parameter_get_double(p) : 0.0;
-}
-
-static const char *rfault_string(const cpl_parameterlist *l, const char *r,
-                                 const char *a)
-{
-    const cpl_parameter *p = rfault_param(l, r, a);
-    const char *s = p != NULL ? cpl_parameter_get_string(p) : NULL;
-    return s != NULL ? s : "";
-}
 
 /* Marks the RAW frames as raw, logs every input frame verbatim
  * ("input TAG 'PATH'") and returns a new frameset of the RAW frames; NULL
@@ -242,28 +169,6 @@ static cpl_error_code rfault_write_sparse(const char *filename, double gib)
     return CPL_ERROR_NONE;
 }
 
-static double rfault_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void rfault_sleep(double seconds)
-{
-    const double end = rfault_now() + seconds;
-    double left;
-    while ((left = end - rfault_now()) > 0.0) {
-        struct timespec ts;
-        if (left > 0.1) {
-            left = 0.1;
-        }
-        ts.tv_sec = (time_t)left;
-        ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
-        nanosleep(&ts, NULL);
-    }
-}
-
 static void rfault_write_all(int fd, const char *s, size_t n)
 {
     while (n > 0) {
@@ -283,31 +188,31 @@ static void rfault_write_all(int fd, const char *s, size_t n)
 static cpl_error_code rtest_product_fill(cpl_parameterlist *list,
                                          const char *context)
 {
-    RFAULT_VALUE(list, context, "name", CPL_TYPE_STRING,
-                 "File name the product is written and registered under.",
-                 "rtest_product.fits");
-    RFAULT_ENUM(list, context, "kind",
-                "fits: a size x size image; sparse: a FITS file of gib GiB "
-                "that is a hole; symlink: a symlink to target; junk: a file "
-                "that is not FITS; many: copies files NAME_N; none: only "
-                "register the name.", "fits", 6, "fits", "sparse", "symlink",
-                "junk", "many", "none");
-    RFAULT_VALUE(list, context, "copies", CPL_TYPE_INT,
-                 "How many files kind=many writes (NAME_N), or names "
-                 "kind=none registers (NAME_N when more than one).", 1);
-    RFAULT_VALUE(list, context, "size", CPL_TYPE_INT,
-                 "Image side for kind=fits.", 4);
-    RFAULT_VALUE(list, context, "gib", CPL_TYPE_DOUBLE,
-                 "Size in GiB for kind=sparse.", 2.1);
-    RFAULT_VALUE(list, context, "target", CPL_TYPE_STRING,
-                 "What the symlink of kind=symlink points to.",
-                 "/etc/hostname");
-    RFAULT_VALUE(list, context, "also_ok", CPL_TYPE_BOOL,
-                 "First write a normal product rtest_product_ok.fits (OK).",
-                 0);
-    RFAULT_VALUE(list, context, "close_fds", CPL_TYPE_BOOL,
-                 "First close every file descriptor above 2, as code that "
-                 "daemonises does (the runner's own included).", 0);
+    RTEST_ADD_VALUE(list, context, "name", CPL_TYPE_STRING,
+                    "File name the product is written and registered under.",
+                    "rtest_product.fits");
+    RTEST_ADD_ENUM(list, context, "kind", CPL_TYPE_STRING,
+                   "fits: a size x size image; sparse: a FITS file of gib GiB "
+                   "that is a hole; symlink: a symlink to target; junk: a file "
+                   "that is not FITS; many: copies files NAME_N; none: only "
+                   "register the name.", "fits", 6, "fits", "sparse", "symlink",
+                   "junk", "many", "none");
+    RTEST_ADD_VALUE(list, context, "copies", CPL_TYPE_INT,
+                    "How many files kind=many writes (NAME_N), or names "
+                    "kind=none registers (NAME_N when more than one).", 1);
+    RTEST_ADD_VALUE(list, context, "size", CPL_TYPE_INT,
+                    "Image side for kind=fits.", 4);
+    RTEST_ADD_VALUE(list, context, "gib", CPL_TYPE_DOUBLE,
+                    "Size in GiB for kind=sparse.", 2.1);
+    RTEST_ADD_VALUE(list, context, "target", CPL_TYPE_STRING,
+                    "What the symlink of kind=symlink points to.",
+                    "/etc/hostname");
+    RTEST_ADD_VALUE(list, context, "also_ok", CPL_TYPE_BOOL,
+                    "First write a normal product rtest_product_ok.fits (OK).",
+                    0);
+    RTEST_ADD_VALUE(list, context, "close_fds", CPL_TYPE_BOOL,
+                    "First close every file descriptor above 2, as code that "
+                    "daemonises does (the runner's own included).", 0);
     return CPL_ERROR_NONE;
 }
 
@@ -315,14 +220,14 @@ static cpl_error_code rtest_product(cpl_frameset *frames,
                                     const cpl_parameterlist *parlist)
 {
     const char *recipe = "rtest_product";
-    const char *name = rfault_string(parlist, recipe, "name");
-    const char *kind = rfault_string(parlist, recipe, "kind");
-    const int size = rfault_int(parlist, recipe, "size");
-    const double gib = rfault_double(parlist, recipe, "gib");
-    const char *target = rfault_string(parlist, recipe, "target");
-    const int also_ok = rfault_bool(parlist, recipe, "also_ok");
-    const int close_fds = rfault_bool(parlist, recipe, "close_fds");
-    const int copies = rfault_int(parlist, recipe, "copies");
+    const char *name = rtest_get_string(parlist, recipe, "name");
+    const char *kind = rtest_get_string(parlist, recipe, "kind");
+    const int size = rtest_get_int(parlist, recipe, "size");
+    const double gib = rtest_get_double(parlist, recipe, "gib");
+    const char *target = rtest_get_string(parlist, recipe, "target");
+    const int also_ok = rtest_get_bool(parlist, recipe, "also_ok");
+    const int close_fds = rtest_get_bool(parlist, recipe, "close_fds");
+    const int copies = rtest_get_int(parlist, recipe, "copies");
     cpl_error_code code = CPL_ERROR_NONE;
 
     if (close_fds) {
@@ -410,13 +315,13 @@ static cpl_error_code rtest_product(cpl_frameset *frames,
 static cpl_error_code rtest_chatter_fill(cpl_parameterlist *list,
                                          const char *context)
 {
-    RFAULT_VALUE(list, context, "seconds", CPL_TYPE_DOUBLE,
-                 "How long to keep logging [s].", 2.0);
-    RFAULT_VALUE(list, context, "rate", CPL_TYPE_INT,
-                 "cpl_msg_info() lines per second.", 5000);
-    RFAULT_VALUE(list, context, "direct", CPL_TYPE_INT,
-                 "Lines written with write(2) straight to file descriptors "
-                 "1 and 2 (each).", 1000);
+    RTEST_ADD_VALUE(list, context, "seconds", CPL_TYPE_DOUBLE,
+                    "How long to keep logging [s].", 2.0);
+    RTEST_ADD_VALUE(list, context, "rate", CPL_TYPE_INT,
+                    "cpl_msg_info() lines per second.", 5000);
+    RTEST_ADD_VALUE(list, context, "direct", CPL_TYPE_INT,
+                    "Lines written with write(2) straight to file descriptors "
+                    "1 and 2 (each).", 1000);
     return CPL_ERROR_NONE;
 }
 
@@ -424,9 +329,9 @@ static cpl_error_code rtest_chatter(cpl_frameset *frames,
                                     const cpl_parameterlist *parlist)
 {
     const char *recipe = "rtest_chatter";
-    const double seconds = rfault_double(parlist, recipe, "seconds");
-    const int rate = rfault_int(parlist, recipe, "rate");
-    const int direct = rfault_int(parlist, recipe, "direct");
+    const double seconds = rtest_get_double(parlist, recipe, "seconds");
+    const int rate = rtest_get_int(parlist, recipe, "rate");
+    const int direct = rtest_get_int(parlist, recipe, "direct");
     cpl_frameset *used = rfault_used(frames);
     cpl_error_code code;
     long long count = 0;
@@ -435,15 +340,15 @@ static cpl_error_code rtest_chatter(cpl_frameset *frames,
     if (used == NULL) {
         return cpl_error_set_where(cpl_func);
     }
-    const double start = rfault_now();
-    while (rfault_now() - start < seconds) {
+    const double start = rtest_now();
+    while (rtest_now() - start < seconds) {
         /* in bursts of one hundredth of a second */
-        const long long due = (long long)((rfault_now() - start) * rate) + 1;
+        const long long due = (long long)((rtest_now() - start) * rate) + 1;
         while (count < due) {
             cpl_msg_info(cpl_func, "chatter %07lld", count);
             count++;
         }
-        rfault_sleep(0.01);
+        rtest_sleep(0.01);
     }
     cpl_msg_info(cpl_func, "chatter done: %lld lines", count);
     for (int i = 0; i < direct; i++) {
@@ -468,12 +373,12 @@ static cpl_error_code rtest_chatter(cpl_frameset *frames,
 static cpl_error_code rtest_spawn_fill(cpl_parameterlist *list,
                                        const char *context)
 {
-    RFAULT_VALUE(list, context, "detach", CPL_TYPE_BOOL,
-                 "The daemon leaves the process group and session (setsid, "
-                 "double fork).", 1);
-    RFAULT_VALUE(list, context, "seconds", CPL_TYPE_DOUBLE,
-                 "How long the recipe sleeps after starting the daemon [s].",
-                 0.0);
+    RTEST_ADD_VALUE(list, context, "detach", CPL_TYPE_BOOL,
+                    "The daemon leaves the process group and session (setsid, "
+                    "double fork).", 1);
+    RTEST_ADD_VALUE(list, context, "seconds", CPL_TYPE_DOUBLE,
+                    "How long the recipe sleeps after starting the daemon [s].",
+                    0.0);
     return CPL_ERROR_NONE;
 }
 
@@ -481,8 +386,8 @@ static cpl_error_code rtest_spawn(cpl_frameset *frames,
                                   const cpl_parameterlist *parlist)
 {
     const char *recipe = "rtest_spawn";
-    const int detach = rfault_bool(parlist, recipe, "detach");
-    const double seconds = rfault_double(parlist, recipe, "seconds");
+    const int detach = rtest_get_bool(parlist, recipe, "detach");
+    const double seconds = rtest_get_double(parlist, recipe, "seconds");
     cpl_frameset *used = rfault_used(frames);
     cpl_error_code code;
     int fds[2];
@@ -535,7 +440,7 @@ static cpl_error_code rtest_spawn(cpl_frameset *frames,
     cpl_msg_info(cpl_func, "started daemon %ld (%s)", (long)daemon_pid,
                  detach ? "detached" : "in the group");
     fflush(NULL);
-    rfault_sleep(seconds);
+    rtest_sleep(seconds);
     code = rfault_save_image(frames, parlist, used, recipe, "SPAWN_PRODUCT", 1,
                              "rtest_spawn.fits");
     cpl_frameset_delete(used);
@@ -549,9 +454,9 @@ static cpl_error_code rtest_spawn(cpl_frameset *frames,
 static cpl_error_code rtest_heap_fill(cpl_parameterlist *list,
                                       const char *context)
 {
-    RFAULT_VALUE(list, context, "threads", CPL_TYPE_INT,
-                 "Threads running (and allocating) while the heap is "
-                 "corrupted; 0: none.", 2);
+    RTEST_ADD_VALUE(list, context, "threads", CPL_TYPE_INT,
+                    "Threads running (and allocating) while the heap is "
+                    "corrupted; 0: none.", 2);
     return CPL_ERROR_NONE;
 }
 
@@ -570,7 +475,7 @@ static cpl_error_code rtest_heap(cpl_frameset *frames,
                                  const cpl_parameterlist *parlist)
 {
     const char *recipe = "rtest_heap";
-    const int threads = rfault_int(parlist, recipe, "threads");
+    const int threads = rtest_get_int(parlist, recipe, "threads");
     cpl_frameset *used = rfault_used(frames);
     pthread_t tids[16];
 
@@ -672,7 +577,7 @@ static int rfault_create(cpl_plugin *plugin)
     }
     cpl_recipe *recipe = (cpl_recipe *)plugin;
     recipe->parameters = cpl_parameterlist_new();
-    char *context = cpl_sprintf("%s.%s", RFAULT_CONTEXT, def->name);
+    char *context = cpl_sprintf("%s.%s", RTEST_CONTEXT, def->name);
     cpl_error_code code = def->fill(recipe->parameters, context);
     cpl_free(context);
     return (int)code;
