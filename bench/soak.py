@@ -136,27 +136,14 @@ class Soak:
         system = _index.split_path(cpl.Recipe.path)
         cpl.Recipe.path = [os.path.dirname(recipes),
                            os.path.dirname(faults)] + system
-        self.manifest = None
-        if self.args.real:
-            self.manifest = self.make_data()
+        self.steps = self.make_data() if self.args.real else None
 
     def make_data(self):
-        script = None
-        for folder in (os.environ.get('CPLRUN_SHARED_DATA'),
-                       os.path.join(REPO, '..', 'shared', 'data')):
-            if folder and os.path.isfile(os.path.join(folder, 'make_data.py')):
-                script = os.path.join(folder, 'make_data.py')
-                break
-        if script is None:
-            sys.exit('soak: make_data.py not found (set CPLRUN_SHARED_DATA)'
-                     ' or give --real 0')
-        data = os.path.join(self.top, 'data')
-        subprocess.run([sys.executable, script, data, '--size', 'tiny',
-                        '--instruments', 'uves,naco', '--products-dir',
-                        os.path.join(data, 'products')], check=True,
-                       stdout=subprocess.DEVNULL)
-        with open(os.path.join(data, 'manifest.json')) as f:
-            return {s['recipe']: s for s in json.load(f)['steps']}
+        """The real runs' raw data, made by cpl.synthetic: recipe -> Step."""
+        from cpl import synthetic
+        steps = synthetic.make_dataset(os.path.join(self.top, 'data'),
+                                       size='tiny', instruments=['uves', 'naco'])
+        return {step.recipe: step for step in steps}
 
     # -- one batch of test recipes
     def test_batch(self, first, count):
@@ -181,33 +168,29 @@ class Soak:
 
     # -- one batch of real pipeline runs
     def real_batch(self, count):
-        from cpl import esorex
         from cpl.parallel import Workflow
         w = Workflow()
         plan = {}
-        naco = self.manifest['naco_img_dark']
-        bias = self.manifest['uves_cal_mbias']
-        dark = self.manifest['uves_cal_mdark']
-        naco_param = dict(o[2:].split('=', 1) for o in naco['options'])
-        bias_raw = esorex.load_sof(bias['sof'])['BIAS_BLUE']
-        dark_raw = esorex.load_sof(dark['sof'])['DARK_BLUE']
+        naco = self.steps['naco_img_dark']
+        bias = self.steps['uves_cal_mbias']
+        dark = self.steps['uves_cal_mdark']
         n = 0
         while n < count:
             i = self.done_real + n
             if i % 3 == 0:
                 name = 'n%04d-naco' % i
-                w.add('naco_img_dark', esorex.load_sof(naco['sof'])['CAL_DARK'],
-                      tag='CAL_DARK', param=naco_param, name=name)
+                w.add('naco_img_dark', naco.raw, tag=naco.tag,
+                      param=naco.params, name=name)
                 plan[name] = ('naco', 'success', None, naco)
                 n += 1
             else:
-                b = w.add('uves_cal_mbias', bias_raw, tag='BIAS_BLUE',
+                b = w.add('uves_cal_mbias', bias.raw, tag=bias.tag,
                           name='u%04d-bias' % i)
                 plan[b.name] = ('uves_bias', 'success', None, bias)
                 n += 1
                 if n < count:
                     name = 'u%04d-dark' % i
-                    w.add('uves_cal_mdark', dark_raw, tag='DARK_BLUE',
+                    w.add('uves_cal_mdark', dark.raw, tag=dark.tag,
                           calib={'MASTER_BIAS_BLUE': b.MASTER_BIAS_BLUE},
                           name=name)
                     plan[name] = ('uves_dark', 'success', None, dark)
@@ -246,7 +229,7 @@ class Soak:
                 else:
                     names = sorted(os.path.basename(p)
                                    for p in r.products.values())
-                    assert names == sorted(extra['expected_products']), names
+                    assert names == sorted(extra.files.values()), names
                     for tag, path in r.products.items():
                         assert fits.getheader(path)['ESO PRO CATG'] == tag
             except Exception as exc:        # missing, unreadable, wrong

@@ -74,7 +74,8 @@ a few more keywords than these, as real ones do.
   pixels, fixed in the pipeline).  The dark also needs ``EXPTIME`` and
   the same chips and ``ESO DET READ CURID`` as the master bias.  At least
   3 exposures.  ``merge=True`` writes one ``MASTER_BIAS.fits`` instead of
-  ``MASTER_BIAS-01.fits`` .. ``-24.fits``.
+  ``MASTER_BIAS-01.fits`` .. ``-24.fits``; ``nifu=-1`` reduces the 24 IFUs
+  in parallel (OpenMP), the default 0 one after the other.
 * UVES: ``ORIGIN``, ``MJD-OBS``, ``EXPTIME``, ``ESO DET READ SPEED``,
   ``ESO DET WIN1 BINX/BINY``, ``ESO DET OUT1 PRSCX/OVSCX`` and a linear
   ``CTYPEi/CRVALi/CRPIXi/CDELTi`` pixel system (i = 1, 2); the dark also
@@ -192,11 +193,19 @@ class Step:
                  self.recipe] + self.esorex_params() + [self.sof])
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description (the manifest's entry)."""
+        """A JSON-ready description (the manifest's entry): the fields,
+        and for tools that read the manifest rather than import this
+        module, ``depends_on``, ``options`` (the esorex options),
+        ``esorex_command``, and ``expected_products`` (the file names the
+        run writes, in the order of ``products``) with
+        ``expected_pro_catg`` (their ``ESO PRO CATG``)."""
         d = asdict(self)
         d['calib'] = {t: list(v) for t, v in self.calib.items()}
         d['depends_on'] = self.depends_on
+        d['options'] = self.esorex_params()
         d['esorex_command'] = self.esorex_command()
+        d['expected_products'] = [self.files[t] for t in self.products]
+        d['expected_pro_catg'] = list(self.products)
         return d
 
 
@@ -424,8 +433,9 @@ def _muse(job: _Job) -> tuple[list[Step], dict[str, Any]]:
     sets = _exposure_sets(job, 'muse', 'MUSE_%s_%03d.fits', _muse_exposure,
                           {'BIAS': (0.0, 0.30, 0.001),
                            'DARK': (1800.0, 0.40, 0.03)}, nx, ny)
-    # merge: one product file with the 24 IFUs, not 24 files
-    params = {'merge': True}
+    # nifu -1: the 24 IFUs in parallel (OpenMP); merge: one product file
+    # with the 24 IFUs, not 24 files
+    params = {'nifu': -1, 'merge': True}
     steps = [
         Step('muse_bias', 'muse_bias', 'BIAS', sets['BIAS'], {}, dict(params),
              ['MASTER_BIAS'], {'MASTER_BIAS': 'MASTER_BIAS.fits'}),

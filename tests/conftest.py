@@ -9,7 +9,8 @@
   a temporary folder once per session; :attr:`cpl.Recipe.path` points at it
   for every test (restored afterwards).
 * ``data_dir``: synthetic raw data and SOFs for the real pipelines, made by
-  ``make_data.py`` (``<repo>/../shared/data`` or ``$CPLRUN_SHARED_DATA``).
+  the project's own :mod:`cpl.synthetic`: the suite needs nothing outside
+  the repository.
 * ``raw`` & co: small FITS files for the test recipes.
 * A watchdog fails a test that hangs instead of hanging the suite.
 """
@@ -20,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,7 +60,7 @@ _SAVED_TEMPDIR = tempfile.tempdir
 tempfile.tempdir = os.environ['TMPDIR']
 
 import cpl  # noqa: E402
-from cpl import _runner  # noqa: E402
+from cpl import _runner, synthetic  # noqa: E402
 
 # A suite started in the background by a non-interactive shell (as CI may
 # start it) inherits SIGINT ignored, and so would every process it starts:
@@ -245,33 +245,16 @@ def raw_images(fits_dir):
 
 
 # --- real pipelines' data --------------------------------------------------------
-def make_data_script():
-    candidates = []
-    if os.environ.get('CPLRUN_SHARED_DATA'):
-        candidates.append(os.environ['CPLRUN_SHARED_DATA'])
-    candidates.append(os.path.join(REPO, '..', 'shared', 'data'))
-    for folder in candidates:
-        script = os.path.join(folder, 'make_data.py')
-        if os.path.isfile(script):
-            return os.path.abspath(script)
-    return None
-
-
 @pytest.fixture(scope='session')
 def data_dir():
-    """make_data.py --size tiny for UVES, NACO and MUSE, with the step-2
-    SOFs expecting the step-1 products in ``<data_dir>/products/<recipe>``.
-    Returns (folder, manifest)."""
-    script = make_data_script()
-    if script is None:
-        pytest.fail('make_data.py not found in <repo>/../shared/data or '
-                    '$CPLRUN_SHARED_DATA')
+    """cpl.synthetic's tiny data set for UVES, NACO and MUSE: raw frames,
+    one SOF per step (a dark's naming its bias's product in the bias step's
+    ``output_dir``, ``<folder>/products/<step name>``) and
+    ``manifest.json``.  Returns (folder, manifest); the manifest's steps
+    are found by ``recipe``."""
     folder = os.path.join(_SESSION_TOP, 'data')
-    proc = subprocess.run(
-        [sys.executable, script, folder, '--size', 'tiny', '--instruments',
-         'uves,naco,muse', '--products-dir', os.path.join(folder, 'products')],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
-    assert proc.returncode == 0, proc.stdout.decode(errors='replace')
+    synthetic.make_dataset(folder, size='tiny',
+                           instruments=('uves', 'naco', 'muse'))
     with open(os.path.join(folder, 'manifest.json')) as f:
         manifest = json.load(f)
     return folder, manifest

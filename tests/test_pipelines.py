@@ -1,5 +1,5 @@
-"""Real ESO pipelines through cpl.Recipe on make_data.py's synthetic raw
-data (--size tiny): the UVES bias -> dark chain, the NACO dark, MUSE bias
+"""Real ESO pipelines through cpl.Recipe on cpl.synthetic's raw data
+(size 'tiny'): the UVES bias -> dark chain, the NACO dark, MUSE bias
 -> dark, and what bad input does to real recipes."""
 from __future__ import annotations
 

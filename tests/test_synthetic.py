@@ -106,6 +106,16 @@ def test_sofs_and_manifest(dataset):
         'esorex', '--output-dir=' + steps[2].output_dir,
         '--log-dir=' + steps[2].output_dir, 'naco_img_dark',
         '--r=12 12 12 12', steps[2].sof]
+    # what tools that read the manifest instead of importing the module
+    # (the tests' data_dir) need: options, product files and categories
+    naco = entries['naco_dark']
+    assert naco['options'] == ['--r=12 12 12 12']
+    assert naco['expected_pro_catg'] == steps[2].products
+    assert naco['expected_products'] == [steps[2].files[t]
+                                         for t in steps[2].products]
+    assert entries['uves_bias']['expected_products'] == \
+        ['masterbias_blue.fits']
+    assert entries['uves_bias']['expected_pro_catg'] == ['MASTER_BIAS_BLUE']
 
 
 def test_products_dir(tmp_path):
@@ -137,7 +147,8 @@ def test_muse_frames(tmp_path):
     assert [(s.name, s.recipe, s.tag) for s in steps] == [
         ('muse_bias', 'muse_bias', 'BIAS'), ('muse_dark', 'muse_dark', 'DARK')]
     assert steps[1].calib == {'MASTER_BIAS': ('muse_bias', 'MASTER_BIAS')}
-    assert steps[0].params == {'merge': True}
+    assert steps[0].params == {'nifu': -1, 'merge': True}
+    assert steps[0].esorex_params() == ['--nifu=-1', '--merge=true']
     with fits.open(steps[0].raw[0]) as hdul:
         assert [h.name for h in hdul[1:]] == ['CHAN%02d' % i
                                               for i in range(1, 25)]
