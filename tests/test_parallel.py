@@ -770,12 +770,13 @@ def test_naco_dark_batch_from_its_sof(system_path, data_dir, tmp_path):
                        output_dir=out, timeout=120, **OPTS)
     assert report.ok, _summary(report)
     r = report.runs[0]
-    assert r.name == 'naco_img_dark'
+    sof_name = os.path.splitext(os.path.basename(s['sof']))[0]
+    assert r.name == sof_name                   # a run is named by its SOF
     assert set(r.products) == set(s['expected_pro_catg'])
     assert sorted(os.path.basename(p) for p in r.products.values()) == \
         sorted(s['expected_products'])
     for tag, path in r.products.items():
-        assert os.path.dirname(path) == os.path.join(out, 'naco_img_dark')
+        assert os.path.dirname(path) == os.path.join(out, sof_name)
         assert fits.getheader(path)['ESO PRO CATG'] == tag
         assert cpl.dfs.ProcessingInfo(path).param['r'] == '12 12 12 12'
     assert os.path.isfile(r.log)
