@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
 """A bounded soak of cplrun: many batches of test recipes that succeed
 (some leaving a detached daemon behind), fail, crash (SIGSEGV, SIGABRT,
-exit()) and time out (some with children of their own), 4 at once, interleaved with batches of real NACO and UVES runs
-(bias -> dark chains) on synthetic data.
+exit()) and time out (some with children of their own), 4 at once,
+interleaved with batches of real NACO and UVES runs (bias -> dark chains)
+on data made by :mod:`cpl.synthetic`, and after each round of batches the
+mixes of bench/soak_mixes.py (``--mixes``): forked children calling
+recipes, more environments at once than the pool keeps servers, reruns
+into used output folders, and scripts interrupted by SIGINT in the middle
+of a batch.
 
 It prints, and with ``--json FILE`` saves:
 
-* the runs by status against the status each should have had;
+* the runs by status against the status each should have had (the
+  mixes' calls too, with their own words: see bench/soak_mixes.py);
 * products lost: a run that succeeded but whose products are not all there
-  and right (must be 0);
-* processes left below this one once the runner is closed, and temporary
-  folders left (run folders in the temporary folder, work folders of
-  successful runs, staging files in output folders) (both must be 0);
+  and right, or were overwritten by another run (must be 0);
+* processes left once the runners are closed (below this one, or anywhere
+  with this soak's tag in their environment), and temporary folders left
+  (run folders in the temporary folders, work folders of successful and
+  cancelled runs, staging files in output folders) (both must be 0);
 * the growth of this process's resident memory between the end of the
   first batch and the end (target < 20 MB);
 * this process's open file descriptors after the first batch and at the
@@ -22,6 +29,7 @@ The exit status is 0 when every figure is on target.
 
     python bench/soak.py                      # 2,000 test runs + 200 real
     python bench/soak.py --runs 300 --real 30 # the CI version
+    python bench/soak.py --runs 0 --real 0 --mixes fork   # one mix alone
 """
 from __future__ import annotations
 
@@ -37,6 +45,7 @@ import time
 
 # bench/ is this script's folder, so first on sys.path.
 from proctree import descendants, leftovers
+from soak_mixes import TAG_VARIABLE, Mixes, tagged_processes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -57,6 +66,10 @@ MIX = ([('copy', 'rtest_copy', {}, 'success')] * 8
            'timeout'),
           ('copy', 'rtest_copy', {}, 'success')])
 RSS_TARGET_MB = 20.0
+MIX_NAMES = ('fork', 'envs', 'rerun', 'sigint')
+#: seconds the processes of forked children and interrupted scripts have
+#: to end once the soak is over
+PROCESS_GRACE = 5.0
 
 
 def parse_args(argv):
@@ -73,10 +86,22 @@ def parse_args(argv):
                    help='timeout of the test runs, s (default 2)')
     p.add_argument('--minutes', type=float, default=60.0,
                    help='start no new batch after this (default 60)')
+    p.add_argument('--mixes', default=','.join(MIX_NAMES),
+                   help='mixes run after each round of batches, of %s '
+                   '(default all; "" for none)' % ', '.join(MIX_NAMES))
+    p.add_argument('--envs', type=int, default=None,
+                   help='environments at once in the envs mix (default: the '
+                   "pool's server cap + 4)")
     p.add_argument('--json', help='also write the figures to this file')
     p.add_argument('--keep', action='store_true',
                    help='keep the soak folder (printed at the end)')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.mixes = [m for m in args.mixes.split(',') if m]
+    unknown = set(args.mixes) - set(MIX_NAMES)
+    if unknown:
+        p.error('unknown mix(es) %s; the mixes are %s'
+                % (', '.join(sorted(unknown)), ', '.join(MIX_NAMES)))
+    return args
 
 
 # --- this process, read from /proc ----------------------------------------------
@@ -137,6 +162,7 @@ class Soak:
         cpl.Recipe.path = [os.path.dirname(recipes),
                            os.path.dirname(faults)] + system
         self.steps = self.make_data() if self.args.real else None
+        self.mixes = Mixes(self, self.values)
 
     def make_data(self):
         """The real runs' raw data, made by cpl.synthetic: recipe -> Step."""
@@ -201,16 +227,42 @@ class Soak:
         self.judge(report, plan, out)
         self.done_real += count
 
+    # -- the mixes of a round
+    def mix_round(self, round_no):
+        from cpl import _runner
+        for mix in self.args.mixes:
+            out = os.path.join(self.top, 'out', '%s%04d' % (mix, round_no))
+            os.makedirs(out)
+            temp_dirs = []
+            if mix == 'fork':
+                self.mixes.forks(out)
+            elif mix == 'envs':
+                self.mixes.environments(
+                    out, self.args.envs or _runner.MAX_SERVERS + 4)
+            elif mix == 'rerun':
+                self.mixes.reruns(out)
+            else:
+                temp_dirs = self.mixes.interrupts(out)
+            self.sweep(out, temp_dirs)
+
+    # -- tallies
+    def tally(self, kind, expected, got, detail=''):
+        self.expected_vs_got[(expected, got)] += 1
+        self.by_kind[kind][got] += 1
+        if got != expected and len(self.mismatches) < 20:
+            self.mismatches.append('%s: %s, expected %s: %s' % (
+                kind, got, expected, detail[:300]))
+
+    def lose(self, what):
+        self.lost.append(what)
+
     # -- judging a batch, then clearing it away
     def judge(self, report, plan, out):
         from astropy.io import fits
         for r in report:
             kind, expected, raw, extra = plan[r.name]
-            self.expected_vs_got[(expected, r.status)] += 1
-            self.by_kind[kind][r.status] += 1
-            if r.status != expected and len(self.mismatches) < 20:
-                self.mismatches.append('%s: %s, expected %s: %s' % (
-                    r.name, r.status, expected, (r.error or '')[:300]))
+            self.tally(kind, expected, r.status,
+                       '%s: %s' % (r.name, r.error or ''))
             if r.status != 'success':
                 continue
             # products lost?
@@ -233,21 +285,26 @@ class Soak:
                     for tag, path in r.products.items():
                         assert fits.getheader(path)['ESO PRO CATG'] == tag
             except Exception as exc:        # missing, unreadable, wrong
-                self.lost.append('%s: %s: %s' % (r.name, type(exc).__name__,
-                                                 exc))
+                self.lose('%s: %s: %s' % (r.name, type(exc).__name__, exc))
             # nothing temporary left by a finished run
             run_dir = os.path.join(out, r.name)
             if os.path.exists(os.path.join(run_dir, '.cplrun-work')):
                 self.stray.append(os.path.join(run_dir, '.cplrun-work'))
+        self.sweep(out)
+
+    def sweep(self, out, temp_dirs=()):
+        """Notes the staging files left in out and anything in the
+        temporary folders (this process's and temp_dirs), then removes
+        out."""
         for top, dirs, files in os.walk(out):
-            dirs[:] = [d for d in dirs if d != '.cplrun-work']
+            dirs[:] = [d for d in dirs if d != '.cplrun-work'
+                       and os.path.join(top, d) not in temp_dirs]
             self.stray += [os.path.join(top, f) for f in files
                            if f.startswith('.cplrun-')
                            and f != '.cplrun-run.json']
-        self.stray += [os.path.join(tempfile.gettempdir(), d)
-                       for d in os.listdir(tempfile.gettempdir())
-                       if os.path.join(tempfile.gettempdir(), d)
-                       not in self.stray]
+        for folder in (tempfile.gettempdir(),) + tuple(temp_dirs):
+            self.stray += [os.path.join(folder, d) for d in os.listdir(folder)
+                           if os.path.join(folder, d) not in self.stray]
         shutil.rmtree(out, ignore_errors=True)
         self.batches += 1
 
@@ -270,6 +327,7 @@ class Soak:
             real = min(real_per_batch, args.real - self.done_real)
             if real > 0:
                 self.real_batch(real)
+            self.mix_round(b)
             if first_rss is None:
                 first_rss, first_fds = rss_mb(), open_fds()
                 first_servers = server_count()
@@ -287,10 +345,17 @@ class Soak:
         left_running = leftovers(servers)
         _runner.pool.close()
         time.sleep(0.2)
-        left = sorted(set(left_running) | set(descendants()))
+        # what forked children and interrupted scripts started: wherever
+        # it was reparented, it has this soak's tag
+        grace = time.monotonic() + PROCESS_GRACE
+        while tagged_processes(self.top) and time.monotonic() < grace:
+            time.sleep(0.1)
+        left = sorted(set(left_running) | set(descendants())
+                      | set(tagged_processes(self.top)))
         closed_fds = open_fds()
         return {
             'test_runs': self.done_runs, 'real_runs': self.done_real,
+            'mixes': args.mixes,
             'workers': args.workers, 'wall_s': round(time.monotonic()
                                                      - started, 1),
             'expected_vs_got': {'%s->%s' % k: v for k, v in
@@ -315,6 +380,8 @@ def report(figures):
              'cplrun soak: %d test runs and %d real runs, %d at once, in '
              '%.0f s' % (figures['test_runs'], figures['real_runs'],
                          figures['workers'], figures['wall_s']),
+             '  and each round the mixes: %s' % (', '.join(figures['mixes'])
+                                                 or 'none'),
              '', '  runs by status (expected -> got):']
     for key, n in figures['expected_vs_got'].items():
         expected, got = key.split('->')
@@ -367,6 +434,7 @@ def main(argv=None):
     # private temporary folder (run folders go there) and recipe index
     os.environ['TMPDIR'] = os.path.join(top, 'tmp')
     os.environ['XDG_CACHE_HOME'] = os.path.join(top, 'cache')
+    os.environ[TAG_VARIABLE] = top
     os.makedirs(os.environ['TMPDIR'])
     tempfile.tempdir = os.environ['TMPDIR']
     sys.path.insert(0, REPO)
