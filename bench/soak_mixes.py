@@ -173,7 +173,7 @@ class Mixes:
         import cpl
         ctx = multiprocessing.get_context('fork')
         recipe = cpl.Recipe('rtest_copy')
-        raw, value = self.inputs[0]
+        raw = self.inputs[0][0]
         # the parent has called: its runner (and its reader) are up
         status, _res, error = outcome_of(lambda: recipe(
             raw, tag='RAW', output_dir=os.path.join(out, 'before'),
@@ -192,7 +192,7 @@ class Mixes:
         threads = [recipe(raw, tag='RAW', output_dir=os.path.join(
             out, 'parent%d' % i), threaded=True, timeout=CALL_TIMEOUT)
             for i, (raw, _v) in enumerate(mine)]
-        for i, (thread, (raw, value)) in enumerate(zip(threads, mine)):
+        for i, (thread, (_raw, value)) in enumerate(zip(threads, mine)):
             status, res, error = thread_outcome(thread)
             self.tally('fork_parent', 'success', status, error)
             if status == 'success':
