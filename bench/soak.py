@@ -167,7 +167,8 @@ class Soak:
         """The real runs' raw data, made by cpl.synthetic: recipe -> Step."""
         from cpl import synthetic
         steps = synthetic.make_dataset(os.path.join(self.top, 'data'),
-                                       size='tiny', instruments=['uves', 'naco'])
+                                       size='tiny',
+                                       instruments=['uves', 'naco'])
         return {step.recipe: step for step in steps}
 
     # -- one batch of test recipes
