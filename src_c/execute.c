@@ -358,6 +358,16 @@ void execute_run(const request *req, int report_fd, const char *gdb)
     if (!cpl_errorstate_is_equal(before)) {
         cpl_errorstate_dump(before, CPL_FALSE, collect_error);
     }
+    if (return_code == 0) {
+        /* As esorex and python-cpl do: each product gets its DATAMD5 (the
+         * recipe wrote "Not computed"), CHECKSUM and DATASUM.  A product
+         * that cannot be updated (say, one registered but never written)
+         * is not a recipe error: the Python side reports the file. */
+        cpl_errorstate products_written = cpl_errorstate_get();
+        cpl_dfs_sign_products(recipe->frames, CPL_DFS_SIGNATURE_DATAMD5
+                                              | CPL_DFS_SIGNATURE_CHECKSUM);
+        cpl_errorstate_set(products_written);
+    }
     collect_products(recipe->frames);
     cpl_frameset_delete(recipe->frames);
     recipe->frames = NULL;

@@ -4,7 +4,7 @@ what both recorded.
 A scenario (``scenarios/<name>.py``) is a python-cpl 0.7.4 script that
 records its outcomes with :mod:`scenarios.outcome`.  :func:`run_both` runs
 it twice, each time in a fresh folder outside the project with ``HOME``
-there too: with ``/usr/bin/python3 -I`` (importing
+in another: with ``/usr/bin/python3 -I`` (importing
 ``/usr/lib/python3/dist-packages/cpl``) and with this worktree's
 interpreter (importing this worktree's ``cpl``); the launcher checks which
 package it imported.  :func:`differences` compares the two reports: equal
@@ -15,6 +15,7 @@ values, so each stays pinned.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import subprocess
@@ -52,13 +53,16 @@ def python_cpl_missing() -> str | None:
 
 
 def _start(side: tuple, scenario: str, config_file: str, folder: str):
+    """Starts scenario in folder/work, with HOME folder/home (where
+    ~/.esorex/esorex.rc is, and astropy writes its configuration)."""
     name, python, package = side
-    os.makedirs(folder, exist_ok=True)
-    env = dict(os.environ, HOME=folder)
+    work, home = os.path.join(folder, 'work'), os.path.join(folder, 'home')
+    os.makedirs(work)
+    os.makedirs(home)
     return subprocess.Popen(
         [python, '-I', LAUNCHER, package,
          os.path.join(SCENARIOS, scenario + '.py'), config_file],
-        cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cwd=work, env=dict(os.environ, HOME=home), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def _report(side: tuple, scenario: str, proc) -> dict:
@@ -128,6 +132,12 @@ def differences(theirs: Any, ours: Any, path: str = '') -> list[str]:
         return found
     if theirs == ours and type(theirs) is type(ours):
         return []
+    if isinstance(theirs, str) and isinstance(ours, str) and \
+            '\n' in theirs + ours:
+        lines = difflib.unified_diff(theirs.splitlines(), ours.splitlines(),
+                                     'python-cpl', 'cplrun', lineterm='')
+        return ['%s: the texts differ\n      %s' % (
+            path or '<top>', '\n      '.join(lines))]
     return ['%s: python-cpl %s, cplrun %s' % (path or '<top>', _shown(theirs),
                                               _shown(ours))]
 

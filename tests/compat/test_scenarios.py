@@ -13,3 +13,27 @@ def test_recipe_class(scenario):
         'cpl_versions': {
             'python-cpl': {'types': ['str'], 'has the linked one': False},
             'cplrun': {'types': ['str'], 'has the linked one': True}}})
+
+
+def test_recipe_instance(scenario):
+    scenario('recipe_instance', intended={
+        # run folders go to the system's temporary folder
+        'temp_dir default': {'python-cpl': '.', 'cplrun': None},
+        # a recipe without frame configuration has no output: python-cpl
+        # fails iterating None; cplrun says so, and hasattr() works
+        'output of an unconfigured recipe': {
+            'python-cpl': {'raised': {'__exception__': 'TypeError',
+                                      'mro': []}},
+            'cplrun': {'raised': {'__exception__': 'AttributeError',
+                                  'mro': []}}}})
+
+
+def test_calls(scenario):
+    scenario('calls', intended={
+        # a threaded call's result adds the Future interface
+        'threaded=: type': {'python-cpl': 'Threaded',
+                            'cplrun': 'RecipeThread'},
+        # python-cpl made the run's folder before it checked the arguments
+        'argument errors: folders left': {
+            'python-cpl': ['rtest_copy', 'rtest_copy', 'rtest_omp'],
+            'cplrun': []}})

@@ -124,10 +124,9 @@ def product(value):
 
 
 def result(res):
-    """A Result: its tags, the type and content of each product, stat's
-    attribute types, the log by level."""
-    return {'type': type_name(res),
-            'tags': sorted(res.tags),
+    """A Result (or a threaded call's stand-in): its tags, the type and
+    content of each product, stat's attribute types, the log by level."""
+    return {'tags': sorted(res.tags),
             'len': len(res),
             'products': {tag: product(res[tag]) for tag in sorted(res.tags)},
             'iter': sorted(tag for tag, _ in res),
