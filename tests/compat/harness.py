@@ -86,15 +86,20 @@ def _report(side: tuple, scenario: str, proc) -> dict:
 
 def run_both(scenario: str, config: dict, folder: str) -> tuple[dict, dict]:
     """(python-cpl's report, cplrun's report) of scenario, both run at
-    once, each in its own subfolder of folder."""
+    once, each in its own subfolder of folder (and kept there as
+    python-cpl.json and cplrun.json)."""
     config_file = os.path.join(folder, 'config.json')
     with open(config_file, 'w') as f:
         json.dump(config, f)
     procs = [(side, _start(side, scenario, config_file,
                            os.path.join(folder, side[0])))
              for side in (PYTHON_CPL, CPLRUN)]
-    theirs, ours = [_report(side, scenario, proc) for side, proc in procs]
-    return theirs, ours
+    reports = []
+    for side, proc in procs:
+        reports.append(_report(side, scenario, proc))
+        with open(os.path.join(folder, side[0] + '.json'), 'w') as f:
+            json.dump(reports[-1], f, indent=1, sort_keys=True)
+    return reports[0], reports[1]
 
 
 def _is_exception(value: Any) -> bool:
@@ -172,8 +177,9 @@ def take_intended(theirs: dict, ours: dict, intended: dict) -> list[str]:
                              % (key, name, _shown(sides[name])))
                 continue
             value = report.pop(key)
-            found += ['%s (%s, documented)%s' % (key, name, line[len(key):])
-                      for line in differences(sides[name], value, key)]
+            if differences(sides[name], value, key):
+                found.append('%s: %s now gives %s, documented: %s' % (
+                    key, name, _shown(value), _shown(sides[name])))
     return found
 
 

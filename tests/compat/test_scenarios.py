@@ -4,6 +4,11 @@ doc/differences.rst and pinned here with both sides' values."""
 from __future__ import annotations
 
 
+def raised(name: str) -> dict:
+    """A documented outcome: name was raised (or a subclass of it)."""
+    return {'raised': {'__exception__': name, 'mro': []}}
+
+
 def test_recipe_class(scenario):
     # cpl.cpl_versions: python-cpl lists the 23 CPL versions (4.0.0 to
     # 7.1.0) it was built to support, not the one installed (7.2.3);
@@ -22,10 +27,8 @@ def test_recipe_instance(scenario):
         # a recipe without frame configuration has no output: python-cpl
         # fails iterating None; cplrun says so, and hasattr() works
         'output of an unconfigured recipe': {
-            'python-cpl': {'raised': {'__exception__': 'TypeError',
-                                      'mro': []}},
-            'cplrun': {'raised': {'__exception__': 'AttributeError',
-                                  'mro': []}}}})
+            'python-cpl': raised('TypeError'),
+            'cplrun': raised('AttributeError')}})
 
 
 def test_calls(scenario):
@@ -37,3 +40,45 @@ def test_calls(scenario):
         'argument errors: folders left': {
             'python-cpl': ['rtest_copy', 'rtest_copy', 'rtest_omp'],
             'cplrun': []}})
+
+
+def test_params(scenario):
+    scenario('params', intended={
+        # python-cpl found one level of dotted names only
+        'nested attribute': {
+            'python-cpl': raised('KeyError'),
+            'cplrun': {'returned': 3.0}}})
+
+
+def test_frames(scenario):
+    scenario('frames', intended={
+        # FrameConfig.__doc__: our own words
+        'FrameConfig docs': {
+            'python-cpl': [' one frame or list of frames (optional)',
+                           ' one frame'],
+            'cplrun': ['one frame or a list of frames (optional)',
+                       'one frame']},
+        'FrameConfig made: doc': {
+            'python-cpl': ' one frame or list of max. 3 frames',
+            'cplrun': 'up to 3 frames'}})
+
+
+def test_errors(scenario):
+    scenario('errors', intended={
+        # a recipe that calls exit(): python-cpl found no result pipe
+        'crash by exit()': {'python-cpl': raised('OSError'),
+                            'cplrun': raised('RecipeCrash')},
+        # cplrun's message adds the recipe, the inputs, the log file and
+        # the kept work folder
+        'crash segv: str last line, repr': {
+            'python-cpl': ['SIGSEV: Segmentation Fault', 'RecipeCrash()'],
+            'cplrun': ['    (recipe rtest_crash', "RecipeCrash('"]},
+        'crash abort: str last line, repr': {
+            'python-cpl': ['SIGABRT: Abnormal process termination',
+                           'RecipeCrash()'],
+            'cplrun': ['    (recipe rtest_crash', "RecipeCrash('"]},
+        # python-cpl passed 2**33 + 1 to the recipe as 1
+        'int above 32 bits': {
+            'python-cpl': {'refused': None, 'received': 1},
+            'cplrun': {'refused': {'__exception__': 'ValueError',
+                                   'mro': []}, 'received': 3}}})
