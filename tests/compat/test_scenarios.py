@@ -3,6 +3,8 @@ compared (see harness.py); differences we keep on purpose are listed in
 doc/differences.rst and pinned here with both sides' values."""
 from __future__ import annotations
 
+import os
+
 
 def raised(name: str) -> dict:
     """A documented outcome: name was raised (or a subclass of it)."""
@@ -82,3 +84,58 @@ def test_errors(scenario):
             'python-cpl': {'refused': None, 'received': 1},
             'cplrun': {'refused': {'__exception__': 'ValueError',
                                    'mro': []}, 'received': 3}}})
+
+
+def test_esorex(scenario, compat_config):
+    images, calib = compat_config['images'], compat_config['calib']
+    scenario('esorex', intended={
+        # python-cpl: IndexError on the empty line
+        'load_sof blank line': {
+            'python-cpl': raised('IndexError'),
+            'cplrun': {'returned': {'RAW': os.path.basename(images[0]),
+                                    'CALIB': os.path.basename(calib)}}},
+        # python-cpl: KeyError on esorex.caller.recipe-dir
+        'param from an rc file with esorex settings': {
+            'python-cpl': raised('KeyError'),
+            'cplrun': {'returned': None}}})
+
+
+def test_dfs(scenario):
+    script = ("import cpl\n\n"
+              "# Recipe: cplrun_test.rtest_copy, %s 1.2.3, CPL version "
+              "cpl-7.2.3\n"
+              "rtest_copy = cpl.Recipe('rtest_copy', version%s10203)\n\n"
+              "# Parameters:\n"
+              "rtest_copy.param%s = True\n\n"
+              "# Calibration frames:\n"
+              "rtest_copy.calib%s = 'calib.fits'\n\n"
+              "# Process input frames:\n"
+              "rtest_copy.tag = 'RAW'\n"
+              "res = rtest_copy(['img0.fits', 'img1.fits'])\n")
+    # python-cpl's param.<name> form fails for names with dots or hyphens
+    python_cpl_script = script % ('Version', ' = ', '.per_frame', '.CALIB')
+    cplrun_script = script % ('version', '=', "['per_frame']", "['CALIB']")
+    uves_parameters_twice = {'khigh': [5, 5], 'klow': [5, 5], 'niter': [5, 5],
+                             'stack_method': ['MEDIAN', 'median']}
+    scenario('dfs', intended={
+        'create_script': {'python-cpl': python_cpl_script,
+                          'cplrun': cplrun_script},
+        # python-cpl's Python 2 leftovers (file, unicode)
+        'create_script to a file name': {'python-cpl': raised('NameError'),
+                                         'cplrun': {'returned': None}},
+        'str': {'python-cpl': raised('NameError'), 'cplrun': {'returned': (
+            "Recipe: rtest_copy, Version (10203, '1.2.3'), CPL version "
+            "cpl-7.2.3\nParameters:\n cplrun_test.rtest_copy.per_frame = "
+            "True\nCalibration frames:\n calib.fits CALIB\nInput frames:\n"
+            " img0.fits RAW\n img1.fits RAW\n")}},
+        # UVES records some parameters twice: python-cpl fails (TypeError)
+        'uves list': {'python-cpl': raised('TypeError'),
+                      'cplrun': {'returned': ['uves_cal_mdark']}},
+        'uves master dark': {
+            'python-cpl': raised('TypeError'),
+            'cplrun': {'returned': {'__object__': 'ProcessingInfo'}}},
+        'uves master dark: calib': {
+            'python-cpl': None,
+            'cplrun': {'MASTER_BIAS_BLUE': 'masterbias_blue.fits'}},
+        'uves master dark: repeated parameter names': {
+            'python-cpl': None, 'cplrun': uves_parameters_twice}})

@@ -70,7 +70,7 @@ def normalise(value):
     if isinstance(value, type):
         return {'__type__': value.__name__}
     if isinstance(value, dict):
-        return {str(k): normalise(v) for k, v in value.items()}
+        return {_short_path(str(k)): normalise(v) for k, v in value.items()}
     if isinstance(value, (set, frozenset)):
         return sorted(normalise(v) for v in value)
     if isinstance(value, (list, tuple)):
