@@ -167,16 +167,19 @@ def _shown(value: Any) -> str:
 
 def take_intended(theirs: dict, ours: dict, intended: dict) -> list[str]:
     """Removes each documented difference (key -> {'python-cpl': value,
-    'cplrun': value}) from both reports, and returns where a side did not
-    record its documented value."""
+    'cplrun': value}; a key 'a/b' is b in a) from both reports, and returns
+    where a side did not record its documented value."""
     found = []
     for key, sides in intended.items():
+        *parents, last = key.split('/')
         for name, report in (('python-cpl', theirs), ('cplrun', ours)):
-            if key not in report:
+            for parent in parents:
+                report = report.get(parent, {})
+            if last not in report:
                 found.append('%s: %s recorded nothing (documented: %s)'
                              % (key, name, _shown(sides[name])))
                 continue
-            value = report.pop(key)
+            value = report.pop(last)
             if differences(sides[name], value, key):
                 found.append('%s: %s now gives %s, documented: %s' % (
                     key, name, _shown(value), _shown(sides[name])))

@@ -139,3 +139,21 @@ def test_dfs(scenario):
             'cplrun': {'MASTER_BIAS_BLUE': 'masterbias_blue.fits'}},
         'uves master dark: repeated parameter names': {
             'python-cpl': None, 'cplrun': uves_parameters_twice}})
+
+
+def test_threaded_loop(scenario):
+    scenario('threaded_loop')
+
+
+def test_logging_result(scenario):
+    # cplrun keeps the 100 + 100 lines rtest_biglog prints to stdout and
+    # stderr itself, python-cpl loses them
+    printed = {'python-cpl': 0, 'cplrun': 200}
+    scenario('logging_result', intended={
+        'log/printed': printed, 'logged/printed': printed,
+        'logger level WARN: log/printed': printed,
+        # the products are in memory: python-cpl named its deleted folder
+        'dir': {'python-cpl': 'rtest_copy-', 'cplrun': None},
+        # python-cpl: memory_mode takes effect before CPL's first use only
+        'memory_mode 1: memory_is_empty': {'python-cpl': None,
+                                          'cplrun': True}})

@@ -138,22 +138,32 @@ def result(res):
             'log': log(res.log)}
 
 
+def _printed(rec):
+    """A line the recipe printed itself (cplrun keeps them, under
+    ``cpl.<recipe>.output``; python-cpl loses them)."""
+    return rec.name.endswith('.output')
+
+
 def log(entries):
     """A LogList: its type, records by level name, the warning and error
-    lines, and the logger names."""
+    lines, the logger names; the lines the recipe printed itself only as
+    a count (``printed``)."""
     if entries is None:
         return None
     levels = {}
     for rec in entries:
-        levels[rec.levelname] = levels.get(rec.levelname, 0) + 1
+        if not _printed(rec):
+            levels[rec.levelname] = levels.get(rec.levelname, 0) + 1
+    kept = [r for r in entries if not _printed(r)]
     return {'type': type_name(entries),
-            'record_type': sorted({type_name(r) for r in entries}),
+            'record_type': sorted({type_name(r) for r in kept}),
             'levels': levels,
             'error': entries.error,
             'warning': entries.warning,
-            'info_count': len(entries.info),
-            'debug_count': len(entries.debug),
-            'loggers': sorted({r.name for r in entries})}
+            'info_count': len([r for r in kept if r.levelno >= logging.INFO]),
+            'debug_count': len(kept),
+            'loggers': sorted({r.name for r in kept}),
+            'printed': len(entries) - len(kept)}
 
 
 def listing(folder):
@@ -190,9 +200,11 @@ class Captured(logging.Handler):
         self.records.append(rec)
 
     def summary(self):
-        """Records by logger name and level."""
-        found = {}
+        """Records by logger name and level; the lines the recipe printed
+        itself as a count (``printed``)."""
+        found = {'printed': 0}
         for rec in self.records:
-            key = '%s:%s' % (rec.name, rec.levelname)
+            key = 'printed' if _printed(rec) else '%s:%s' % (rec.name,
+                                                             rec.levelname)
             found[key] = found.get(key, 0) + 1
         return found
