@@ -157,3 +157,25 @@ def test_logging_result(scenario):
         # python-cpl: memory_mode takes effect before CPL's first use only
         'memory_mode 1: memory_is_empty': {'python-cpl': None,
                                           'cplrun': True}})
+
+
+def test_musered_style_wrapper(scenario):
+    scenario('musered', intended={
+        # the keywords python-cpl passes over without a word
+        'python warnings': {'python-cpl': [], 'cplrun': ['CplWarning']}})
+
+
+def test_pipelines(scenario):
+    scenario('pipelines', intended={
+        # python-cpl's documentation says that the raw frames of a SOF are
+        # passed over when it is set as a MUSE recipe's calib; it raises
+        # KeyError instead
+        'muse calib=load_sof': {'python-cpl': raised('KeyError'),
+                                'cplrun': {'returned': None}},
+        'muse call calib=load_sof': {'python-cpl': {
+            '__exception__': 'KeyError', 'mro': []},
+            'cplrun': ['MASTER_BIAS']}})
+
+
+def test_output_dir(scenario):
+    scenario('output_dir')

@@ -21,8 +21,7 @@ report = {}
 
 #: Header keywords whose values change from run to run or with the folder.
 _VOLATILE_KEYS = re.compile(
-    r'^(DATE|CHECKSUM|DATASUM|HIERARCH ESO PRO REC\d+ DRS ID|'
-    r'ESO PRO REC\d+ DRS ID|ESO PRO DATANCOM)$')
+    r'^(DATE|CHECKSUM|DATASUM|ESO PRO REC\d+ (START|STOP))$')
 #: Header keywords whose values are file names: compared by base name.
 _NAME_KEYS = re.compile(r'(^PIPEFILE$|^ORIGFILE$| NAME$)')
 
@@ -112,7 +111,7 @@ def hdulist(hdus):
 def product(value):
     """A product (a path or an HDUList, or a list of them) as its type,
     file name and headers."""
-    if isinstance(value, list):
+    if isinstance(value, list) and not isinstance(value, fits.HDUList):
         return [product(v) for v in value]
     if isinstance(value, str):
         with fits.open(value) as hdus:
