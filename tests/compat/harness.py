@@ -147,6 +147,9 @@ def differences(theirs: Any, ours: Any, path: str = '') -> list[str]:
                                               _shown(ours))]
 
 
+#: The bases of every exception, not worth showing.
+_ROOT_CLASSES = ('Exception', 'BaseException', 'object')
+
 #: The keys of an attempt's record: one of them.
 _OUTCOMES = {'raised', 'returned'}
 
@@ -159,8 +162,9 @@ def _outcome(attempted: dict) -> str:
 
 def _shown(value: Any) -> str:
     if _is_exception(value):
-        return 'raised %s (%s)' % (value['__exception__'],
-                                   ' < '.join(value['mro'][1:-2]))
+        bases = [c for c in value['mro'][1:] if c not in _ROOT_CLASSES]
+        return 'raised %s%s' % (value['__exception__'], ' (%s)' % ' < '.join(
+            bases) if bases else '')
     text = json.dumps(value, sort_keys=True)
     return text if len(text) < 400 else text[:400] + '...'
 
