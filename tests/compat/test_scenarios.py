@@ -41,7 +41,10 @@ def test_calls(scenario):
         # python-cpl made the run's folder before it checked the arguments
         'argument errors: folders left': {
             'python-cpl': ['rtest_copy', 'rtest_copy', 'rtest_omp'],
-            'cplrun': []}})
+            'cplrun': []},
+        # a failed run's folder is kept for inspection, named in the error
+        'temp_dir: folders left after a failed run': {
+            'python-cpl': [], 'cplrun': ['rtest_error']}})
 
 
 def test_params(scenario):

@@ -93,3 +93,15 @@ thread = copy(images[1])
 record('threaded attribute', thread.PRODUCT[0].header['OBJECT'])
 record('threaded=False overrides', type(copy(images[1], threaded=False)
                                         ).__name__)
+
+os.makedirs('work')
+copy.threaded = False
+copy.temp_dir = 'work'
+copy(images[0])
+record('temp_dir: files left after a run', listing('work'))
+error = cpl.Recipe('rtest_error')
+error.tag = 'RAW'
+error.temp_dir = 'work'
+attempt('temp_dir: failing run', error, images[0])
+record('temp_dir: folders left after a failed run',
+       sorted(name.split('-')[0] for name in os.listdir('work')))
