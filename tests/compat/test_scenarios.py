@@ -40,8 +40,11 @@ def test_calls(scenario):
                             'cplrun': 'RecipeThread'},
         # python-cpl made the run's folder before it checked the arguments
         'argument errors: folders left': {
-            'python-cpl': ['rtest_copy', 'rtest_copy', 'rtest_omp'],
+            'python-cpl': ['rtest_copy'] * 4 + ['rtest_omp'],
             'cplrun': []},
+        # python-cpl ran the recipe without the variable: a silent loss
+        'env= a number': {'python-cpl': {'returned': ''},
+                          'cplrun': raised('TypeError')},
         # a failed run's folder is kept for inspection, named in the error
         'temp_dir: folders left after a failed run': {
             'python-cpl': [], 'cplrun': ['rtest_error']}})

@@ -44,6 +44,8 @@ record('mtrace=', result(copy(images[0], mtrace=False)))
 attempt('no raw frames', copy)
 attempt('tag None', copy, images[0], tag=None)
 attempt('untagged recipe without tag', cpl.Recipe('rtest_omp'), images[0])
+attempt('param= unknown name', copy, images[0], param={'nope': 1})
+attempt('calib= unknown tag', copy, images[0], calib={'NOPE': images[1]})
 left = [name for name in os.listdir('.') if name.startswith('rtest_')]
 record('argument errors: folders left', sorted(name.split('-')[0]
                                                for name in left))
@@ -58,6 +60,8 @@ record('env attribute', res.OMP_PRODUCT[0].header['ESO QC ENV VAR'])
 res = omp(images[0], env={'CPLRUN_TEST_VAR': 'call'})
 record('env=', res.OMP_PRODUCT[0].header['ESO QC ENV VAR'])
 record('env= leaves the attribute', dict(omp.env))
+attempt('env= a number', lambda: omp(images[0], env={'CPLRUN_TEST_VAR': 1})
+        .OMP_PRODUCT[0].header['ESO QC ENV VAR'])
 
 params = cpl.Recipe('rtest_params')
 with Captured() as captured:
