@@ -52,7 +52,7 @@ for mode in ('segv', 'abort'):
             'element fields': sorted({f for e in exc.elements
                                       for f in e._fields}),
             'has the crashing function': any(
-                e.func == 'rtest_crash_exec' for e in exc.elements),
+                e.func == 'rtest_crash' for e in exc.elements),
             'str mentions the signal': exc.signal is not None and
             ('SIGSEGV' in str(exc) or 'SIGSEV' in str(exc)
              or 'SIGABRT' in str(exc))})
