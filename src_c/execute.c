@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -154,6 +155,36 @@ static void collect_products(const cpl_frameset *frames)
             products[product_count].file = dup_or_null(cpl_frame_get_filename(f));
             product_count++;
         }
+    }
+}
+
+/* esorex's switches, read from the recipe's environment as esorex reads
+ * them: set to anything but "", "0", "false" or "no". */
+static int switched_on(const char *name)
+{
+    const char *value = getenv(name);
+    return value != NULL && *value != '\0' && strcmp(value, "0") != 0
+           && strcasecmp(value, "false") != 0 && strcasecmp(value, "no") != 0;
+}
+
+/* As esorex and python-cpl do: each product gets its DATAMD5 (the recipe
+ * wrote "Not computed"), CHECKSUM and DATASUM, unless the environment says
+ * ESOREX_NO_DATAMD5 or ESOREX_NO_CHECKSUM.  A product that cannot be
+ * updated (say, one registered but never written) is not a recipe error:
+ * the Python side reports the file. */
+static void sign_products(cpl_frameset *frames)
+{
+    unsigned flags = 0;
+    if (!switched_on("ESOREX_NO_DATAMD5")) {
+        flags |= CPL_DFS_SIGNATURE_DATAMD5;
+    }
+    if (!switched_on("ESOREX_NO_CHECKSUM")) {
+        flags |= CPL_DFS_SIGNATURE_CHECKSUM;
+    }
+    if (flags != 0) {
+        cpl_errorstate products_written = cpl_errorstate_get();
+        cpl_dfs_sign_products(frames, flags);
+        cpl_errorstate_set(products_written);
     }
 }
 
@@ -359,14 +390,7 @@ void execute_run(const request *req, int report_fd, const char *gdb)
         cpl_errorstate_dump(before, CPL_FALSE, collect_error);
     }
     if (return_code == 0) {
-        /* As esorex and python-cpl do: each product gets its DATAMD5 (the
-         * recipe wrote "Not computed"), CHECKSUM and DATASUM.  A product
-         * that cannot be updated (say, one registered but never written)
-         * is not a recipe error: the Python side reports the file. */
-        cpl_errorstate products_written = cpl_errorstate_get();
-        cpl_dfs_sign_products(recipe->frames, CPL_DFS_SIGNATURE_DATAMD5
-                                              | CPL_DFS_SIGNATURE_CHECKSUM);
-        cpl_errorstate_set(products_written);
+        sign_products(recipe->frames);
     }
     collect_products(recipe->frames);
     cpl_frameset_delete(recipe->frames);
