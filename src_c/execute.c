@@ -167,12 +167,30 @@ static int switched_on(const char *name)
            && strcasecmp(value, "false") != 0 && strcasecmp(value, "no") != 0;
 }
 
+/* Whether signing may write to the product path: a regular file of the
+ * run's folder (folder: its real path), not a symbolic link or a second
+ * name of a file elsewhere.  Anything else is refused by the Python side,
+ * which must find it untouched. */
+static int is_own_file(const char *path, const char *folder)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        return 0;
+    }
+    char *real = realpath(path, NULL);
+    size_t len = strlen(folder);
+    int inside = real != NULL && strncmp(real, folder, len) == 0
+                 && real[len] == '/';
+    free(real);
+    return inside;
+}
+
 /* As esorex and python-cpl do: each product gets its DATAMD5 (the recipe
  * wrote "Not computed"), CHECKSUM and DATASUM, unless the environment says
  * ESOREX_NO_DATAMD5 or ESOREX_NO_CHECKSUM.  A product that cannot be
  * updated (say, one registered but never written) is not a recipe error:
  * the Python side reports the file. */
-static void sign_products(cpl_frameset *frames)
+static void sign_products(const cpl_frameset *frames)
 {
     unsigned flags = 0;
     if (!switched_on("ESOREX_NO_DATAMD5")) {
@@ -181,11 +199,26 @@ static void sign_products(cpl_frameset *frames)
     if (!switched_on("ESOREX_NO_CHECKSUM")) {
         flags |= CPL_DFS_SIGNATURE_CHECKSUM;
     }
-    if (flags != 0) {
-        cpl_errorstate products_written = cpl_errorstate_get();
-        cpl_dfs_sign_products(frames, flags);
-        cpl_errorstate_set(products_written);
+    char *folder = realpath(".", NULL);
+    if (flags == 0 || folder == NULL) {
+        free(folder);
+        return;
     }
+    cpl_errorstate products_written = cpl_errorstate_get();
+    cpl_frameset *own = cpl_frameset_new();
+    cpl_size n = cpl_frameset_get_size(frames);
+    for (cpl_size i = 0; i < n; i++) {
+        const cpl_frame *f = cpl_frameset_get_position_const(frames, i);
+        const char *path = cpl_frame_get_filename(f);
+        if (cpl_frame_get_group(f) == CPL_FRAME_GROUP_PRODUCT && path != NULL
+            && is_own_file(path, folder)) {
+            cpl_frameset_insert(own, cpl_frame_duplicate(f));
+        }
+    }
+    cpl_dfs_sign_products(own, flags);
+    cpl_frameset_delete(own);
+    free(folder);
+    cpl_errorstate_set(products_written);
 }
 
 static void add_usage(json_writer *w)
