@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -155,6 +156,69 @@ static void collect_products(const cpl_frameset *frames)
             product_count++;
         }
     }
+}
+
+/* esorex's switches, read from the recipe's environment as esorex reads
+ * them: set to anything but "", "0", "false" or "no". */
+static int switched_on(const char *name)
+{
+    const char *value = getenv(name);
+    return value != NULL && *value != '\0' && strcmp(value, "0") != 0
+           && strcasecmp(value, "false") != 0 && strcasecmp(value, "no") != 0;
+}
+
+/* Whether signing may write to the product path: a regular file of the
+ * run's folder (folder: its real path), not a symbolic link or a second
+ * name of a file elsewhere.  Anything else is refused by the Python side,
+ * which must find it untouched. */
+static int is_own_file(const char *path, const char *folder)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        return 0;
+    }
+    char *real = realpath(path, NULL);
+    size_t len = strlen(folder);
+    int inside = real != NULL && strncmp(real, folder, len) == 0
+                 && real[len] == '/';
+    free(real);
+    return inside;
+}
+
+/* As esorex and python-cpl do: each product gets its DATAMD5 (the recipe
+ * wrote "Not computed"), CHECKSUM and DATASUM, unless the environment says
+ * ESOREX_NO_DATAMD5 or ESOREX_NO_CHECKSUM.  A product that cannot be
+ * updated (say, one registered but never written) is not a recipe error:
+ * the Python side reports the file. */
+static void sign_products(const cpl_frameset *frames)
+{
+    unsigned flags = 0;
+    if (!switched_on("ESOREX_NO_DATAMD5")) {
+        flags |= CPL_DFS_SIGNATURE_DATAMD5;
+    }
+    if (!switched_on("ESOREX_NO_CHECKSUM")) {
+        flags |= CPL_DFS_SIGNATURE_CHECKSUM;
+    }
+    char *folder = realpath(".", NULL);
+    if (flags == 0 || folder == NULL) {
+        free(folder);
+        return;
+    }
+    cpl_errorstate products_written = cpl_errorstate_get();
+    cpl_frameset *own = cpl_frameset_new();
+    cpl_size n = cpl_frameset_get_size(frames);
+    for (cpl_size i = 0; i < n; i++) {
+        const cpl_frame *f = cpl_frameset_get_position_const(frames, i);
+        const char *path = cpl_frame_get_filename(f);
+        if (cpl_frame_get_group(f) == CPL_FRAME_GROUP_PRODUCT && path != NULL
+            && is_own_file(path, folder)) {
+            cpl_frameset_insert(own, cpl_frame_duplicate(f));
+        }
+    }
+    cpl_dfs_sign_products(own, flags);
+    cpl_frameset_delete(own);
+    free(folder);
+    cpl_errorstate_set(products_written);
 }
 
 static void add_usage(json_writer *w)
@@ -357,6 +421,9 @@ void execute_run(const request *req, int report_fd, const char *gdb)
     int return_code = cpl_plugin_get_exec(plugin)(plugin);
     if (!cpl_errorstate_is_equal(before)) {
         cpl_errorstate_dump(before, CPL_FALSE, collect_error);
+    }
+    if (return_code == 0) {
+        sign_products(recipe->frames);
     }
     collect_products(recipe->frames);
     cpl_frameset_delete(recipe->frames);

@@ -1,6 +1,7 @@
 #include "json_out.h"
 
 #include <math.h>
+#include <string.h>
 
 void json_init(json_writer *w, FILE *out)
 {
@@ -94,7 +95,14 @@ void json_double(json_writer *w, double value)
 {
     before_value(w);
     if (isfinite(value)) {
-        fprintf(w->out, "%.17g", value);
+        char text[32];
+        snprintf(text, sizeof text, "%.17g", value);
+        fputs(text, w->out);
+        /* "0" would be read back as an int (Stat.user_time 0 instead of
+         * 0.0): a double keeps a fraction. */
+        if (text[strspn(text, "-0123456789")] == '\0') {
+            fputs(".0", w->out);
+        }
     } else if (isnan(value)) {
         fputs("NaN", w->out);
     } else {

@@ -149,3 +149,40 @@ def test_text(product, capsys):
     assert ' raw1.fits RAW' in text and ' raw2.fits RAW' in text
     info.printinfo()
     assert capsys.readouterr().out == text + '\n'
+
+
+def data_md5(path):
+    """The MD5 of a FITS file's data units, as DATAMD5 is defined."""
+    import hashlib
+    digest = hashlib.md5()
+    with fits.open(path) as hdus:
+        for hdu in hdus:
+            offset, size = hdu.fileinfo()['datLoc'], hdu.fileinfo()['datSpan']
+            with open(path, 'rb') as f:
+                f.seek(offset)
+                digest.update(f.read(size))
+    return digest.hexdigest()
+
+
+def test_products_are_signed_as_esorex_signs_them(product):
+    # DATAMD5 was 'Not computed' and CHECKSUM missing (esorex and
+    # python-cpl compute both)
+    info = ProcessingInfo(product)
+    assert info.md5sum == data_md5(product)
+    with fits.open(product, checksum=True) as hdus:
+        assert 'CHECKSUM' in hdus[0].header and 'DATASUM' in hdus[0].header
+
+
+@pytest.mark.parametrize('variable', ['ESOREX_NO_DATAMD5',
+                                      'ESOREX_NO_CHECKSUM'])
+def test_esorex_switches_leave_products_unsigned(raw, tmp_path, variable):
+    r = cpl.Recipe('rtest_copy')
+    r.env[variable] = 'TRUE'
+    path = r(raw, output_dir=str(tmp_path)).PRODUCT
+    header = fits.getheader(path)
+    # what esorex writes then: CPL drops the 'Not computed' placeholder
+    if variable == 'ESOREX_NO_DATAMD5':
+        assert 'DATAMD5' not in header and 'CHECKSUM' in header
+    else:
+        assert header['DATAMD5'] == data_md5(path)
+        assert 'CHECKSUM' not in header
