@@ -139,10 +139,7 @@ class Parameter:
                         '%g' % (self._where(), reprlib.repr(value),
                                 sys.float_info.max)) from None
             if isinstance(value, str):
-                try:
-                    return float(value.strip())
-                except ValueError:
-                    raise wrong from None
+                return _from_text(value, float, wrong)
             raise wrong
         if isinstance(value, str):
             if '\0' in value:
@@ -162,10 +159,7 @@ class Parameter:
                      % (self._where(), value, converted))
             return converted
         if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                raise wrong from None
+            return _from_text(value, int, wrong)
         raise wrong
 
     def _in_c_int(self, converted: int, value: Any) -> int:
@@ -197,6 +191,14 @@ class Parameter:
     def __getitem__(self, i: int) -> Any:
         return (self.name, self.value if self.value is not None
                 else self.default)[i]
+
+
+def _from_text(text: str, convert: type, wrong: TypeError) -> Any:
+    """A number written as text (as in .rc files), or wrong."""
+    try:
+        return convert(text.strip())
+    except ValueError:
+        raise wrong from None
 
 
 def _attribute_name(name: str) -> str:
