@@ -377,3 +377,32 @@ def test_the_runner_refuses_an_int_it_cannot_hold(r, raw):
     with pytest.raises(ValueError) as info:
         execute(spec)
     assert 'int_value' in str(info.value) and '4294967303' in str(info.value)
+
+
+def test_naco_img_jitter_with_its_null_string_parameters(system_path,
+                                                         tmp_path):
+    # naco_img_jitter declares 'off' and 'objs' without default; handed
+    # NULL, CPL's product header code crashed it (SIGSEGV).  Jittered
+    # frames: the synthetic NACO darks with three stars and the offsets.
+    from astropy.io import fits
+    import numpy as np
+    from cpl import synthetic
+    synthetic.make_dataset(tmp_path, instruments=['naco'], size='tiny')
+    raws = []
+    for i, path in enumerate(sorted((tmp_path / 'raw' / 'naco').glob('*.fits'))):
+        with fits.open(str(path)) as hdulist:
+            header, image = hdulist[0].header, hdulist[0].data.astype(np.float32)
+        yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+        for x0, y0 in ((20, 20), (40, 30), (30, 45)):
+            image += 5000 * np.exp(-((xx - x0 - 3 * i) ** 2 +
+                                     (yy - y0 - 2 * i) ** 2) / 4.0)
+        header['HIERARCH ESO SEQ CUMOFFSETX'] = 3.0 * i
+        header['HIERARCH ESO SEQ CUMOFFSETY'] = 2.0 * i
+        raws.append(str(tmp_path / ('jitter%d.fits' % i)))
+        fits.PrimaryHDU(image, header).writeto(raws[-1])
+    r = cpl.Recipe('naco_img_jitter')
+    assert r.param.off.default is None and r.param.objs.value is None
+    res = r(raws, tag='IM_JITTER_OBJ', param={'xcorr': '10 10 5 5'},
+            output_dir=str(tmp_path / 'out'))
+    info = cpl.dfs.ProcessingInfo(res.COADDED_IMG)
+    assert info.param['off'] == '' and info.param['objs'] == ''
