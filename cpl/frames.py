@@ -183,18 +183,19 @@ def memory_frame(hdulist: fits.HDUList, tag: str) -> MemoryFrame:
     md5 = datamd5(hdulist)
     buf = io.BytesIO()
     hdulist.writeto(buf)
-    data = buf.getvalue()
-    end = _primary_header_end(data)
-    header = fits.Header.fromstring(data[:end].decode('ascii'))
-    header['DATAMD5'] = (md5, 'MD5 checksum')
-    return MemoryFrame('%s_%s.fits' % (tag, md5[:8]),
-                       header.tostring().encode('ascii') + data[end:])
+    with buf.getbuffer() as data:
+        end = _primary_header_end(data)
+        header = fits.Header.fromstring(bytes(data[:end]).decode('ascii'))
+        header['DATAMD5'] = (md5, 'MD5 checksum')
+        # One copy of the bytes (a large input is held until its run).
+        return MemoryFrame('%s_%s.fits' % (tag, md5[:8]), b''.join(
+            (header.tostring().encode('ascii'), data[end:])))
 
 
-def _primary_header_end(data: bytes) -> int:
+def _primary_header_end(data: memoryview) -> int:
     """Where the primary header of FITS bytes ends, padding included."""
     for offset in range(0, len(data), CARD_SIZE):
-        if data[offset:offset + 8] == b'END     ':
+        if bytes(data[offset:offset + 8]) == b'END     ':
             return (offset // FITS_BLOCK + 1) * FITS_BLOCK
     raise ValueError('FITS bytes without the END of the primary header')
 
