@@ -286,6 +286,33 @@ def test_in_memory_inputs_are_named_and_keyed_as_python_cpl(copy):
     assert np.array_equal(raw[0].data, np.arange(16).reshape(4, 4))
 
 
+def test_datamd5_is_python_cpls(raw):
+    # Values python-cpl 0.7.4's md5sum.datamd5 gives (measured): the data
+    # in memory, in their own byte order (big-endian when read from a
+    # file), tables too, a strided view as its C-ordered copy.
+    table = fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(
+        [fits.Column(name='x', format='E', array=[1.0, 2.0]),
+         fits.Column(name='data', format='J', array=[3, 4])])])
+    with fits.open(raw) as from_file:
+        assert cpl.frames.datamd5(from_file) == \
+            '707cbcc2699185d9924125a364285042'
+    cases = [
+        (fits.HDUList([fits.PrimaryHDU(
+            np.arange(16, dtype=np.float32).reshape(4, 4))]),
+         '4460ffeab7a75ab7a8dd5c061b45b9de'),
+        (table, 'c3892c519cef298107fab964e228c286'),
+        (fits.HDUList([fits.PrimaryHDU(np.arange(720, dtype=np.float32))]),
+         '5daf03162c7082538a508b01f53316ff'),
+        (fits.HDUList([fits.PrimaryHDU(
+            np.arange(12, dtype=np.uint16).reshape(3, 4))]),
+         '143274ef9411262b6712f96598450793'),
+        (fits.HDUList([fits.PrimaryHDU(
+            np.arange(24, dtype=np.float64).reshape(4, 6)[:, ::2])]),
+         '37e83f8e141073a2c30f2539628804be')]
+    for hdulist, expected in cases:
+        assert cpl.frames.datamd5(hdulist) == expected
+
+
 def test_the_file_of_an_in_memory_input_carries_datamd5(copy, tmp_path):
     from cpl._run import _request
     image = fits.HDUList([fits.PrimaryHDU(np.arange(6, dtype=np.int16)),
