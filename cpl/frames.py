@@ -208,25 +208,28 @@ def frame_items(frames: Any) -> list:
 
 
 #: CPL's error codes (cpl_error.h) for the input errors found up front: the
-#: codes the recipe's own attempt to read the file would have given.
+#: codes the recipe's own attempt to read its input would have given.
 CPL_ERROR_FILE_IO = 5
 CPL_ERROR_BAD_FILE_FORMAT = 6
 CPL_ERROR_FILE_NOT_FOUND = 9
+CPL_ERROR_DATA_NOT_FOUND = 10
 
 
-class InputFileError(CplError, ValueError):
-    """An input frame is unreadable, empty or not FITS, found before
-    anything runs.  A :class:`cpl.CplError` (python-cpl ran the recipe,
-    which then failed with one) and a ValueError.  Attributes: those of
-    CplError (``code``, ``msg``, ``recipe``, ``inputs``), ``tag`` and
-    ``filename``."""
+class InputError(CplError):
+    """An input the recipe cannot take, found before anything runs: a
+    :class:`cpl.CplError`, as python-cpl's was (the recipe failed on it).
+    Attributes: those of CplError (``code``, ``msg``, ``recipe``,
+    ``inputs``), ``tag`` and ``filename`` (or None)."""
+
+    default_code = CPL_ERROR_DATA_NOT_FOUND
 
     def __init__(self, message: str, recipe: str | None = None,
                  tag: str | None = None, filename: str | None = None,
-                 code: int = CPL_ERROR_BAD_FILE_FORMAT) -> None:
+                 code: int | None = None) -> None:
         self.tag = tag
         self.filename = filename
-        super().__init__(None, [{'code': code, 'message': message}],
+        super().__init__(None, [{'code': self.default_code if code is None
+                                 else code, 'message': message}],
                          recipe=recipe, inputs=[filename] if filename else None)
 
     def __str__(self) -> str:
@@ -237,14 +240,27 @@ class InputFileError(CplError, ValueError):
                              self.code))
 
 
+class UnknownRawTagError(InputError, KeyError):
+    """A call's ``tag`` (or an assignment to :attr:`cpl.Recipe.tag`) names
+    no raw tag of a recipe that declares them: every raw frame would carry
+    it, and the recipe would find none it takes.  Also a KeyError."""
+
+
+class InputFileError(InputError, ValueError):
+    """An input frame is unreadable, empty or not FITS.  Also a
+    ValueError."""
+
+    default_code = CPL_ERROR_BAD_FILE_FORMAT
+
+
 class MissingInputFileError(InputFileError, FileNotFoundError):
     """An input frame does not exist: also a FileNotFoundError (errno
     ENOENT, ``filename``)."""
 
-    def __init__(self, message: str, recipe: str | None = None,
-                 tag: str | None = None, filename: str | None = None,
-                 code: int = CPL_ERROR_FILE_NOT_FOUND) -> None:
-        super().__init__(message, recipe, tag, filename, code)
+    default_code = CPL_ERROR_FILE_NOT_FOUND
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.errno = errno.ENOENT
         self.strerror = os.strerror(errno.ENOENT)
 

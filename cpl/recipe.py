@@ -10,8 +10,8 @@ from astropy.io import fits
 
 from . import _index
 from ._run import RunSpec, execute
-from .frames import (FrameConfig, FrameList, check_input_file, frame_items,
-                     memory_frame)
+from .frames import (FrameConfig, FrameList, UnknownRawTagError,
+                     check_input_file, frame_items, memory_frame)
 from .param import InstanceDoc, Parameter, ParameterList
 from .result import warn
 from .threaded import RecipeThread, SlotWait, slots
@@ -196,8 +196,9 @@ class Recipe:
     def _checked_tag(self, tag: str | None) -> str | None:
         tags = self.tags
         if tag is not None and tags is not None and tag not in tags:
-            raise KeyError("recipe %s takes no raw frames tagged %r; its tags "
-                           "are %s" % (self.__name__, tag, tags))
+            raise UnknownRawTagError(
+                "recipe %s takes no raw frames tagged %r; its tags are %s"
+                % (self.__name__, tag, tags), self.__name__, tag)
         return tag
 
     @property
@@ -341,6 +342,8 @@ class Recipe:
         raw.extend(added)
 
     def _note_raw_tag(self, tag: str) -> None:
+        # A dict may hold other frames next to the raw ones (a SOF's):
+        # recipes, as with esorex, ignore those they do not use.
         tags = self.tags
         if tags is not None and tag not in tags and tag not in self._calib:
             warn('recipe %s declares no input frames tagged %r (its raw tags '
@@ -352,8 +355,10 @@ class Recipe:
         items = list(data)
         if 'raw' in ndata:
             items.append(ndata['raw'])
-        if tag is not None and not all(isinstance(i, Mapping) for i in items):
-            self._note_raw_tag(tag)
+        if not all(isinstance(i, Mapping) for i in items):
+            # Every frame not in a dict gets this tag: it must be one the
+            # recipe takes (python-cpl ran it, and the recipe failed).
+            self._checked_tag(tag)
         raw: dict[str, Any] = {}
         input_len = -1
         for item in items:

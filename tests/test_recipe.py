@@ -292,18 +292,37 @@ def test_declared_tags():
     assert 'BIAS' in str(info.value)
 
 
-def test_undeclared_raw_tag_runs_with_a_warning(raw):
-    # python-cpl ran the recipe, which failed with a CplError: ours warns,
-    # names the tag, and runs it the same.
+def test_undeclared_raw_tag_is_a_cpl_error_before_running(raw, work_tmp):
+    # Every frame would carry it, and the recipe would find none it takes:
+    # python-cpl ran it, and the recipe failed with a CplError.  Ours is a
+    # CplError too (and a KeyError, as before), raised at once.
     r = cpl.Recipe('rtest_copy')
-    for call in (lambda: r(raw, tag='BIAS'), lambda: r({'BIAS': raw})):
-        with pytest.warns(cpl.CplWarning) as caught:
-            with pytest.raises(cpl.CplError) as info:
-                call()
-        text = str(caught[0].message)
-        assert 'rtest_copy' in text and "'BIAS'" in text and 'RAW' in text
-        assert 'no input frame with tag RAW' in str(info.value)
-    assert r.tag == 'RAW'
+    before = run_dirs(work_tmp)
+    with pytest.raises(cpl.CplError) as info:
+        r(raw, tag='BIAS')
+    assert isinstance(info.value, KeyError)
+    assert isinstance(info.value, cpl.frames.UnknownRawTagError)
+    text = str(info.value)
+    assert 'rtest_copy' in text and "'BIAS'" in text and "['RAW']" in text
+    assert info.value.recipe == 'rtest_copy' and info.value.tag == 'BIAS'
+    assert pickle.loads(pickle.dumps(info.value)).tag == 'BIAS'
+    assert run_dirs(work_tmp) == before
+
+
+def test_undeclared_tag_in_a_raw_dict_runs_with_a_warning(raw, calib_file):
+    # A dict may hold frames the recipe does not use next to its raw ones
+    # (as a SOF does): they are passed on, as python-cpl and esorex do.
+    r = cpl.Recipe('rtest_copy')
+    with pytest.warns(cpl.CplWarning) as caught:
+        res = r({'RAW': raw, 'MYSTERY': calib_file})
+    text = str(caught[0].message)
+    assert 'rtest_copy' in text and "'MYSTERY'" in text and 'RAW' in text
+    assert any('ignoring frame' in m and 'MYSTERY' in m for m in res.log.info)
+    # Only undeclared frames: the recipe says what it misses.
+    with pytest.warns(cpl.CplWarning):
+        with pytest.raises(cpl.CplError) as info:
+            r({'BIAS': raw})
+    assert 'no input frame with tag RAW' in str(info.value)
 
 
 def test_raw_dict_may_hold_calibration_tags(raw, calib_file, recwarn):
