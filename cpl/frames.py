@@ -9,7 +9,7 @@ import hashlib
 import io
 import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterator, Mapping
 
 from astropy.io import fits
@@ -159,7 +159,7 @@ class MemoryFrame:
     as python-cpl names it), and ``data``, its FITS bytes, with ``DATAMD5``
     in the primary header."""
     name: str
-    data: bytes
+    data: bytes = field(repr=False)
 
 
 def datamd5(hdulist: fits.HDUList) -> str:

@@ -265,7 +265,9 @@ class Recipe:
         Keywords: ``tag``, ``threaded``, ``loglevel``, ``logname``,
         ``output_dir`` (keep products there, as paths; else they come back
         as HDULists), ``param`` and ``calib`` (dicts overriding the
-        recipe's), ``env`` (overrides :attr:`env`), ``timeout`` (seconds).
+        recipe's), ``env`` (overrides :attr:`env`), ``timeout`` (seconds);
+        others are ignored with a :class:`cpl.CplWarning`, as python-cpl
+        ignored them.  HDULists are copied when the call is made.
         Raises :class:`cpl.CplError`, :class:`cpl.RecipeCrash`,
         :class:`cpl.RecipeTimeout`; wrong arguments raise before anything
         runs."""
