@@ -9,7 +9,7 @@ from .version import __version__
 from .recipe import Recipe, RecipeNotFoundError
 from .param import Parameter
 from .frames import FrameConfig
-from .result import CplError, RecipeCrash, RecipeTimeout, Result
+from .result import CplError, CplWarning, RecipeCrash, RecipeTimeout, Result
 from . import dfs, esorex
 
 # python-cpl 0.7.4 sets this class attribute when imported; scripts may
@@ -18,7 +18,7 @@ Recipe.dir = '.'
 
 __author__ = 'The cplrun developers'
 __all__ = ['Recipe', 'Parameter', 'FrameConfig', 'Result', 'CplError',
-           'RecipeCrash', 'RecipeTimeout', 'RecipeNotFoundError', 'dfs',
+           'CplWarning', 'RecipeCrash', 'RecipeTimeout', 'RecipeNotFoundError', 'dfs',
            'esorex', 'cpl_versions']
 
 

@@ -8,8 +8,6 @@ stays, with the log, for inspection."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import json
 import logging
 import os
@@ -26,6 +24,7 @@ from typing import Any
 from astropy.io import fits
 
 from . import _runner
+from .frames import MemoryFrame
 from .logger import LogReader, runner_loglevel
 from .result import (CplError, RecipeCrash, RecipeTimeout, Result, Stat,
                      inputs_text, signal_name)
@@ -51,7 +50,7 @@ class RunSpec:
     recipe: str
     library: str
     params: list[tuple[str, str]]          # (full name, runner value)
-    frames: list[tuple[str, Any]]          # (tag, absolute path or HDUList)
+    frames: list[tuple[str, Any]]          # (tag, absolute path or MemoryFrame)
     env: dict[str, str]
     logname: str
     loglevel: int | None = None
@@ -163,16 +162,21 @@ def _remove_workdir(workdir: str) -> None:
             pass            # other runs still work there
 
 
-def _write_hdulist(hdulist: fits.HDUList, tag: str, workdir: str) -> str:
-    """An in-memory input as a file in the work folder, named by content
-    (CPL records input names in the products' headers)."""
-    buf = io.BytesIO()
-    hdulist.writeto(buf)
-    data = buf.getvalue()
-    path = os.path.join(workdir, '%s_%s.fits'
-                        % (tag, hashlib.md5(data).hexdigest()[:8]))
-    with open(path, 'wb') as f:
-        f.write(data)
+def _write_memory_frame(frame: MemoryFrame, workdir: str,
+                        written: dict[str, bytes]) -> str:
+    """An in-memory input as a file in the work folder, under its name.
+    Two different inputs of one name (same tag and data, headers that
+    differ) get two files: python-cpl wrote the second over the first."""
+    stem, ext = os.path.splitext(frame.name)
+    name, n = frame.name, 0
+    while name in written and written[name] != frame.data:
+        n += 1
+        name = '%s-%d%s' % (stem, n, ext)
+    path = os.path.join(workdir, name)
+    if name not in written:
+        with open(path, 'wb') as f:
+            f.write(frame.data)
+        written[name] = frame.data
     return path
 
 
@@ -182,9 +186,10 @@ def _request(spec: RunSpec, workdir: str) -> list[tuple[str, str]]:
               ('loglevel', runner_loglevel(spec.loglevel)),
               ('memory_dump', str(int(spec.memory_dump)))]
     fields += [('param', '%s=%s' % p) for p in spec.params]
+    written: dict[str, bytes] = {}
     for tag, frame in spec.frames:
-        path = _write_hdulist(frame, tag, workdir) \
-            if isinstance(frame, fits.HDUList) else frame
+        path = _write_memory_frame(frame, workdir, written) \
+            if isinstance(frame, MemoryFrame) else frame
         fields.append(('frame', '%s=%s' % (tag, path)))
     return fields
 

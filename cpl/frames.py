@@ -3,10 +3,21 @@ every input is a readable FITS file before any process starts."""
 from __future__ import annotations
 
 import difflib
+import errno
+import gzip
+import hashlib
+import io
 import os
-from typing import Any, Iterator, Mapping
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Iterator, Mapping
 
 from astropy.io import fits
+
+from .result import CplError
+
+FITS_BLOCK = 2880
+CARD_SIZE = 80
 
 
 class FrameConfig:
@@ -141,6 +152,54 @@ class FrameList:
         return assigned
 
 
+@dataclass(frozen=True)
+class MemoryFrame:
+    """An in-memory input as it was when the call was made: ``name``, the
+    file name the recipe sees it under (``<TAG>_<8 hex of DATAMD5>.fits``,
+    as python-cpl names it), and ``data``, its FITS bytes, with ``DATAMD5``
+    in the primary header."""
+    name: str
+    data: bytes = field(repr=False)
+
+
+def datamd5(hdulist: fits.HDUList) -> str:
+    """python-cpl's DATAMD5 of an HDUList: the MD5 of each HDU's data as
+    held in memory (in its own byte order), each followed by zeros to the
+    next 2880-byte boundary, or by a whole block of them when it ends on
+    one."""
+    digest = hashlib.md5()
+    for hdu in hdulist:
+        data = hdu.data
+        if data is not None:
+            digest.update(data.tobytes())
+            digest.update(bytes(FITS_BLOCK - data.nbytes % FITS_BLOCK))
+    return digest.hexdigest()
+
+
+def memory_frame(hdulist: fits.HDUList, tag: str) -> MemoryFrame:
+    """A snapshot of an in-memory input, taken at call time: later changes
+    to the HDUList do not reach the run.  The caller's HDUList is left as
+    it is (python-cpl wrote DATAMD5 into its header)."""
+    md5 = datamd5(hdulist)
+    buf = io.BytesIO()
+    hdulist.writeto(buf)
+    with buf.getbuffer() as data:
+        end = _primary_header_end(data)
+        header = fits.Header.fromstring(bytes(data[:end]).decode('ascii'))
+        header['DATAMD5'] = (md5, 'MD5 checksum')
+        # One copy of the bytes (a large input is held until its run).
+        return MemoryFrame('%s_%s.fits' % (tag, md5[:8]), b''.join(
+            (header.tostring().encode('ascii'), data[end:])))
+
+
+def _primary_header_end(data: memoryview) -> int:
+    """Where the primary header of FITS bytes ends, padding included."""
+    for offset in range(0, len(data), CARD_SIZE):
+        if bytes(data[offset:offset + 8]) == b'END     ':
+            return (offset // FITS_BLOCK + 1) * FITS_BLOCK
+    raise ValueError('FITS bytes without the END of the primary header')
+
+
 def frame_items(frames: Any) -> list:
     """One frame or a list of them as a list."""
     if isinstance(frames, (list, tuple)) and not isinstance(frames, fits.HDUList):
@@ -148,27 +207,105 @@ def frame_items(frames: Any) -> list:
     return [frames]
 
 
-class InputFileError(ValueError):
-    """An input frame is missing, unreadable, empty or not FITS."""
+#: CPL's error codes (cpl_error.h) for the input errors found up front: the
+#: codes the recipe's own attempt to read its input would have given.
+CPL_ERROR_FILE_IO = 5
+CPL_ERROR_BAD_FILE_FORMAT = 6
+CPL_ERROR_FILE_NOT_FOUND = 9
+CPL_ERROR_DATA_NOT_FOUND = 10
+
+
+class InputError(CplError):
+    """An input the recipe cannot take, found before anything runs: a
+    :class:`cpl.CplError`, as python-cpl's was (the recipe failed on it).
+    Attributes: those of CplError (``code``, ``msg``, ``recipe``,
+    ``inputs``), ``tag`` and ``filename`` (or None)."""
+
+    default_code = CPL_ERROR_DATA_NOT_FOUND
+
+    def __init__(self, message: str, recipe: str | None = None,
+                 tag: str | None = None, filename: str | None = None,
+                 code: int | None = None) -> None:
+        self.tag = tag
+        self.filename = filename
+        super().__init__(None, [{'code': self.default_code if code is None
+                                 else code, 'message': message}],
+                         recipe=recipe, inputs=[filename] if filename else None)
+
+    def __str__(self) -> str:
+        return self.msg
+
+    def __reduce__(self):
+        return (type(self), (self.msg, self.recipe, self.tag, self.filename,
+                             self.code))
+
+
+class UnknownRawTagError(InputError, KeyError):
+    """A call's ``tag`` (or an assignment to :attr:`cpl.Recipe.tag`) names
+    no raw tag of a recipe that declares them: every raw frame would carry
+    it, and the recipe would find none it takes.  Also a KeyError."""
+
+
+class InputFileError(InputError, ValueError):
+    """An input frame is unreadable, empty or not FITS.  Also a
+    ValueError."""
+
+    default_code = CPL_ERROR_BAD_FILE_FORMAT
+
+
+class MissingInputFileError(InputFileError, FileNotFoundError):
+    """An input frame does not exist: also a FileNotFoundError (errno
+    ENOENT, ``filename``)."""
+
+    default_code = CPL_ERROR_FILE_NOT_FOUND
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.errno = errno.ENOENT
+        self.strerror = os.strerror(errno.ENOENT)
+
+
+#: What a FITS file starts with, and a gzipped one (CFITSIO, and so CPL,
+#: reads ``.fits.gz`` as it is, as esorex and python-cpl do).
+FITS_START = b'SIMPLE  ='
+GZIP_MAGIC = b'\x1f\x8b'
 
 
 def check_input_file(path: str, tag: str, recipe: str) -> None:
     """Refuses an input before anything runs, naming the file."""
     what = "input %s of recipe '%s' (tag %s)" % (path, recipe, tag)
+    where = dict(recipe=recipe, tag=tag, filename=path)
     if '\0' in path:
         raise InputFileError('%s: a file name cannot hold a NUL character'
-                             % what)
+                             % what, **where)
     try:
         with open(path, 'rb') as f:
-            head = f.read(80)
+            head = f.read(len(FITS_START))
+            if head.startswith(GZIP_MAGIC):
+                f.seek(0)
+                head = _gunzipped_start(f, len(FITS_START))
     except FileNotFoundError:
-        raise FileNotFoundError(2, 'no such file: %s' % what, path) from None
-    except IsADirectoryError:
-        raise InputFileError('%s is a folder, not a FITS file' % what) from None
-    except OSError as exc:
-        raise InputFileError('cannot read %s: %s' % (what, exc.strerror)) \
+        raise MissingInputFileError('no such file: %s' % what, **where) \
             from None
+    except IsADirectoryError:
+        raise InputFileError('%s is a folder, not a FITS file' % what,
+                             code=CPL_ERROR_FILE_IO, **where) from None
+    except OSError as exc:
+        raise InputFileError('cannot read %s: %s' % (what, exc.strerror),
+                             code=CPL_ERROR_FILE_IO, **where) from None
+    if head is None:
+        raise InputFileError('%s is gzipped but damaged' % what, **where)
     if not head:
-        raise InputFileError('%s is empty' % what)
-    if not head.startswith(b'SIMPLE  ='):
-        raise InputFileError('%s is not a FITS file' % what)
+        raise InputFileError('%s is empty' % what, **where)
+    if not head.startswith(FITS_START):
+        raise InputFileError('%s is not a FITS file' % what, **where)
+
+
+def _gunzipped_start(f: BinaryIO, size: int) -> bytes | None:
+    """The first bytes of a gzipped file once uncompressed, or None when
+    it is no valid gzip stream."""
+    try:
+        with gzip.GzipFile(fileobj=f) as unzipped:
+            return unzipped.read(size)
+    except (OSError, EOFError, zlib.error):
+        return None

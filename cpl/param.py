@@ -3,11 +3,18 @@ enumeration when set, reachable by name, full name or attribute."""
 from __future__ import annotations
 
 import difflib
+import math
 import numbers
+import reprlib
+import sys
 import textwrap
 from typing import Any, Iterator, Mapping
 
+from .result import warn
+
 _TYPES = {'bool': bool, 'int': int, 'float': float, 'str': str}
+#: CPL's int parameters are C ints; the runner refuses the others too.
+INT_RANGE = (-2**31, 2**31 - 1)
 _BOOL_WORDS = {'true': True, 'false': False, 'yes': True, 'no': False,
                't': True, 'f': False, '1': True, '0': False}
 
@@ -31,6 +38,12 @@ class UnknownParameterError(KeyError, AttributeError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class ParameterRangeError(ValueError, OverflowError):
+    """A value the parameter's C type cannot hold: an int parameter beyond
+    32 bits (python-cpl passed it on truncated), a float one beyond the
+    largest double (python-cpl raised a bare OverflowError)."""
 
 
 class Parameter:
@@ -86,7 +99,10 @@ class Parameter:
 
     def check(self, value: Any) -> Any:
         """value converted to the parameter's type; TypeError when it has
-        another type, ValueError when outside the range or enumeration."""
+        another type, ValueError when outside the range or enumeration,
+        :class:`ParameterRangeError` (a ValueError) when its C type cannot
+        hold it.  A float given to an int parameter is truncated, with a
+        :class:`cpl.CplWarning`, as python-cpl did."""
         converted = self._convert(value)
         if self.sequence is not None and converted not in self.sequence:
             raise ValueError('%r is not allowed for %s: choose one of %s'
@@ -112,24 +128,18 @@ class Parameter:
         if isinstance(value, bool):
             raise wrong
         if self.type is int:
-            if isinstance(value, numbers.Integral):
-                return int(value)
-            if isinstance(value, numbers.Real) and float(value).is_integer():
-                return int(value)
-            if isinstance(value, str):
-                try:
-                    return int(value.strip())
-                except ValueError:
-                    raise wrong from None
-            raise wrong
+            return self._in_c_int(self._as_int(value, wrong), value)
         if self.type is float:
             if isinstance(value, numbers.Real):
-                return float(value)
-            if isinstance(value, str):
                 try:
-                    return float(value.strip())
-                except ValueError:
-                    raise wrong from None
+                    return float(value)
+                except OverflowError:
+                    raise ParameterRangeError(
+                        '%s takes a float: %s is beyond the largest double, '
+                        '%g' % (self._where(), reprlib.repr(value),
+                                sys.float_info.max)) from None
+            if isinstance(value, str):
+                return _from_text(value, float, wrong)
             raise wrong
         if isinstance(value, str):
             if '\0' in value:
@@ -137,6 +147,29 @@ class Parameter:
                                  % (self._where(), value))
             return value
         raise wrong
+
+    def _as_int(self, value: Any, wrong: TypeError) -> int:
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if isinstance(value, numbers.Real) and math.isfinite(value):
+            converted = int(value)
+            if converted != value:
+                # python-cpl truncated it (int(3.7) == 3); scripts rely on it.
+                warn('%s takes an int: %r was truncated to %d'
+                     % (self._where(), value, converted))
+            return converted
+        if isinstance(value, str):
+            return _from_text(value, int, wrong)
+        raise wrong
+
+    def _in_c_int(self, converted: int, value: Any) -> int:
+        if not INT_RANGE[0] <= converted <= INT_RANGE[1]:
+            raise ParameterRangeError(
+                '%s takes a C int, %d..%d: %s is outside (python-cpl passed '
+                'it on truncated to 32 bits)' % (
+                    self._where(), INT_RANGE[0], INT_RANGE[1],
+                    reprlib.repr(value)))
+        return converted
 
     def format(self, value: Any) -> str:
         """A checked value as the runner takes it."""
@@ -158,6 +191,14 @@ class Parameter:
     def __getitem__(self, i: int) -> Any:
         return (self.name, self.value if self.value is not None
                 else self.default)[i]
+
+
+def _from_text(text: str, convert: type, wrong: TypeError) -> Any:
+    """A number written as text (as in .rc files), or wrong."""
+    try:
+        return convert(text.strip())
+    except ValueError:
+        raise wrong from None
 
 
 def _attribute_name(name: str) -> str:

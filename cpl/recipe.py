@@ -10,8 +10,10 @@ from astropy.io import fits
 
 from . import _index
 from ._run import RunSpec, execute
-from .frames import FrameConfig, FrameList, check_input_file, frame_items
+from .frames import (FrameConfig, FrameList, UnknownRawTagError,
+                     check_input_file, frame_items, memory_frame)
 from .param import InstanceDoc, Parameter, ParameterList
+from .result import warn
 from .threaded import RecipeThread, SlotWait, slots
 
 _CALL_KEYWORDS = frozenset((
@@ -194,8 +196,9 @@ class Recipe:
     def _checked_tag(self, tag: str | None) -> str | None:
         tags = self.tags
         if tag is not None and tags is not None and tag not in tags:
-            raise KeyError("recipe %s takes no raw frames tagged %r; its tags "
-                           "are %s" % (self.__name__, tag, tags))
+            raise UnknownRawTagError(
+                "recipe %s takes no raw frames tagged %r; its tags are %s"
+                % (self.__name__, tag, tags), self.__name__, tag)
         return tag
 
     @property
@@ -262,15 +265,19 @@ class Recipe:
         Keywords: ``tag``, ``threaded``, ``loglevel``, ``logname``,
         ``output_dir`` (keep products there, as paths; else they come back
         as HDULists), ``param`` and ``calib`` (dicts overriding the
-        recipe's), ``env`` (overrides :attr:`env`), ``timeout`` (seconds).
+        recipe's), ``env`` (overrides :attr:`env`), ``timeout`` (seconds);
+        others are ignored with a :class:`cpl.CplWarning`, as python-cpl
+        ignored them.  HDULists are copied when the call is made.
         Raises :class:`cpl.CplError`, :class:`cpl.RecipeCrash`,
         :class:`cpl.RecipeTimeout`; wrong arguments raise before anything
         runs."""
         unknown = set(ndata) - _CALL_KEYWORDS
         if unknown:
-            raise TypeError('%s() got unexpected keyword argument(s) %s; it '
-                            'takes %s' % (self.__name__, ', '.join(sorted(unknown)),
-                                          ', '.join(sorted(_CALL_KEYWORDS))))
+            # python-cpl ignored them, and wrappers (musered) pass their own.
+            warn('recipe %s ignores the unknown keyword argument(s) %s, as '
+                 'python-cpl did; it takes %s' % (
+                     self.__name__, ', '.join(sorted(unknown)),
+                     ', '.join(sorted(_CALL_KEYWORDS))))
         spec = self._spec(data, ndata)
         if ndata.get('threaded', self.threaded):
             return RecipeThread(spec)
@@ -281,11 +288,14 @@ class Recipe:
         raw, input_len = self._raw_frames(data, ndata)
         if not raw:
             raise ValueError('no raw frames given to recipe %s' % self.__name__)
-        calib = self._calib._assigned(ndata.get('calib'))
+        calib = self._calib_frames(raw, ndata.get('calib'))
         frames = []
         for tag, value in list(raw.items()) + list(calib.items()):
             for frame in frame_items(value):
-                if not isinstance(frame, fits.HDUList):
+                if isinstance(frame, fits.HDUList):
+                    # Now: the run may start later, and the HDUList change.
+                    frame = memory_frame(frame, tag)
+                else:
                     frame = os.path.abspath(os.fspath(frame))
                     check_input_file(frame, tag, self.__name__)
                 frames.append((tag, frame))
@@ -305,17 +315,58 @@ class Recipe:
             temp_dir=os.path.abspath(temp_dir) if temp_dir else None,
             timeout=timeout, input_len=input_len)
 
+    def _calib_frames(self, raw: dict[str, list],
+                      overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The call's calibration frames.  Those under a raw tag (as
+        ``calib=load_sof(sof)`` gives them) or a tag of the raw input join
+        the raw frames of that tag, once each: CPL tells frames apart by
+        tag only."""
+        raw_tags = set(self.tags or ()) | set(raw)
+        overrides = dict(overrides or {})
+        given_as_raw = {t: overrides.pop(t) for t in raw_tags & set(overrides)}
+        calib = self._calib._assigned(overrides)
+        for tag in raw_tags & set(calib):
+            given_as_raw.setdefault(tag, calib.pop(tag))  # the call's wins
+        for tag, frames in given_as_raw.items():
+            if frames is not None:
+                self._join_raw(raw.setdefault(tag, []), frame_items(frames),
+                               tag)
+        return calib
+
+    def _join_raw(self, raw: list, frames: list, tag: str) -> None:
+        known = {_frame_key(f) for f in raw}
+        added = [f for f in frames if _frame_key(f) not in known]
+        if added and raw:
+            warn('recipe %s: frames tagged %s are given both as raw and as '
+                 'calibration frames; those only in calib are passed too (%s)'
+                 % (self.__name__, tag,
+                    ', '.join(_frame_name(f) for f in added)))
+        raw.extend(added)
+
+    def _note_raw_tag(self, tag: str) -> None:
+        # A dict may hold other frames next to the raw ones (a SOF's):
+        # recipes, as with esorex, ignore those they do not use.
+        tags = self.tags
+        if tags is not None and tag not in tags and tag not in self._calib:
+            warn('recipe %s declares no input frames tagged %r (its raw tags '
+                 'are %s); they are passed on as given, as python-cpl did'
+                 % (self.__name__, tag, ', '.join(tags)))
+
     def _raw_frames(self, data: tuple, ndata: dict) -> tuple[dict, int]:
-        tag = self._checked_tag(ndata.get('tag', self._tag))
+        tag = ndata.get('tag', self._tag)
         items = list(data)
         if 'raw' in ndata:
             items.append(ndata['raw'])
+        if not all(isinstance(i, Mapping) for i in items):
+            # Every frame not in a dict gets this tag: it must be one the
+            # recipe takes (python-cpl ran it, and the recipe failed).
+            self._checked_tag(tag)
         raw: dict[str, Any] = {}
         input_len = -1
         for item in items:
             if isinstance(item, Mapping):
                 for t, frames in item.items():
-                    self._checked_tag(t)
+                    self._note_raw_tag(t)
                     raw.setdefault(t, []).extend(frame_items(frames))
                 continue
             if tag is None:
@@ -433,6 +484,17 @@ class Recipe:
             'timeout': self.timeout, 'mtrace': self.mtrace}
         return (_restore_recipe, (self.__name__, self.__file__,
                                   self.version[0], state))
+
+
+def _frame_key(frame: Any) -> Any:
+    """What tells two frames of a call apart: the file, or the object."""
+    if isinstance(frame, fits.HDUList):
+        return id(frame)
+    return os.path.abspath(os.fspath(frame))
+
+
+def _frame_name(frame: Any) -> str:
+    return 'an HDUList' if isinstance(frame, fits.HDUList) else str(frame)
 
 
 def _portable_frames(frames: Any) -> Any:

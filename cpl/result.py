@@ -4,8 +4,11 @@ from __future__ import annotations
 import collections
 import io
 import logging
+import os
 import re
 import signal as _signal
+import sys
+import warnings
 from typing import Any, Iterator
 
 from astropy.io import fits
@@ -40,6 +43,27 @@ class Stat:
                 'wall_time=%.3f, max_rss_mb=%.1f)'
                 % (self.return_code, self.user_time, self.sys_time,
                    self.wall_time, self.max_rss_mb))
+
+
+class CplWarning(UserWarning):
+    """Something python-cpl 0.7.4 accepted and cplrun accepts too, although
+    it is probably a mistake (an unknown call keyword, a raw tag the recipe
+    does not declare, a float given to an int parameter): the call goes on
+    as python-cpl's did.  The message names the value and the recipe."""
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def warn(text: str) -> None:
+    """Issues a :class:`CplWarning` attributed to the first caller outside
+    this package (how deep the call is inside cplrun varies)."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and \
+            os.path.dirname(os.path.abspath(frame.f_code.co_filename)) \
+            == _PACKAGE_DIR:
+        level, frame = level + 1, frame.f_back
+    warnings.warn(CplWarning(text), stacklevel=level)
 
 
 class CplError(Exception):

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +81,20 @@ static const char *split_item(const char *item, const char *what, char *key,
     return eq + 1;
 }
 
+/* A string parameter declared without a default holds NULL, and CPL's own
+ * product header code (cpl_dfs_setup_product_header) calls strlen() on its
+ * value: esorex and python-cpl hand the recipe "" instead, and so do we. */
+static void empty_null_strings(cpl_parameterlist *params)
+{
+    for (cpl_parameter *p = cpl_parameterlist_get_first(params); p != NULL;
+         p = cpl_parameterlist_get_next(params)) {
+        if (cpl_parameter_get_type(p) == CPL_TYPE_STRING
+            && cpl_parameter_get_string(p) == NULL) {
+            cpl_parameter_set_string(p, "");
+        }
+    }
+}
+
 /* Sets one parameter from "name=value"; returns an error text or NULL. */
 static const char *set_parameter(cpl_parameterlist *params, const char *item,
                                  char *err, size_t err_len)
@@ -104,12 +120,23 @@ static const char *set_parameter(cpl_parameterlist *params, const char *item,
         break;
     case CPL_TYPE_INT: {
         long v = strtol(value, &end, 10);
-        code = cpl_parameter_set_int(p, (int)v);
+        if (v < INT_MIN || v > INT_MAX) {
+            errno = ERANGE; /* refused, never truncated */
+        } else {
+            code = cpl_parameter_set_int(p, (int)v);
+        }
         break;
     }
-    case CPL_TYPE_DOUBLE:
-        code = cpl_parameter_set_double(p, strtod(value, &end));
+    case CPL_TYPE_DOUBLE: {
+        double v = strtod(value, &end);
+        if (errno == ERANGE && !isinf(v)) {
+            /* An underflow: the value is a denormal (or 0), exactly what
+             * was asked for; only an overflow (HUGE_VAL) is refused. */
+            errno = 0;
+        }
+        code = cpl_parameter_set_double(p, v);
         break;
+    }
     case CPL_TYPE_STRING:
         code = cpl_parameter_set_string(p, value);
         end = (char *)value + strlen(value);
@@ -404,6 +431,7 @@ void execute_run(const request *req, int report_fd, const char *gdb)
         finish_run(report_fd, -1, err, -1);
     }
     recipe->frames = cpl_frameset_new();
+    empty_null_strings(recipe->parameters);
     for (int i = 0; i < req->count && setup_error == NULL; i++) {
         const request_field *f = &req->fields[i];
         if (strcmp(f->key, "param") == 0) {

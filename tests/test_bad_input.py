@@ -55,7 +55,7 @@ BAD_PARAMS = [
     ({'no_such': 1}, KeyError, "has no parameter 'no_such'"),
     ({'int_valeu': 1}, KeyError, "did you mean 'int_value'"),
     ({'int_value': 'seven'}, TypeError, 'takes a int'),
-    ({'int_value': 1.5}, TypeError, 'takes a int'),
+    ({'int_value': 2**32 + 7}, ValueError, 'takes a C int'),
     ({'bool_value': 'maybe'}, TypeError, 'takes a bool'),
     ({'float_value': [1.0]}, TypeError, 'takes a float'),
     ({'string_value': 3}, TypeError, 'takes a str'),

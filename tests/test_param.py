@@ -17,6 +17,7 @@ DECLARED = {
     'float_value': (float, 0.5, None, None),
     'float_range': (float, 1.5, (0.0, 10.0), None),
     'string_value': (str, 'hello', None, None),
+    'string_null': (str, None, None, None),
     'enum_string': (str, 'median', None, ['mean', 'median', 'sigclip']),
     'enum_int': (int, 2, None, [1, 2, 4]),
     'stack.method': (str, 'average', None, ['sum', 'average']),
@@ -28,7 +29,7 @@ DECLARED = {
 VALUES = {
     'bool_value': True, 'int_value': -7, 'int_range': 10,
     'float_value': 0.1, 'float_range': 9.75,
-    'string_value': 'with space = and, comma',
+    'string_value': 'with space = and, comma', 'string_null': 'set',
     'enum_string': 'sigclip', 'enum_int': 4, 'stack.method': 'sum',
     'stack.sigma.low': 1.25, 'stack.sigma.high': 4.5,
 }
@@ -57,7 +58,9 @@ def test_every_parameter_is_described(r):
         assert p.fullname == 'cplrun.rtest_params.' + p.name
         assert p.context == 'cplrun.rtest_params'
         assert p.type is ptype, p.name
-        assert p.default == default and type(p.default) is ptype, p.name
+        assert p.default == default, p.name
+        assert type(p.default) is (ptype if default is not None
+                                   else type(None)), p.name
         assert p.range == prange, p.name
         if prange is not None:
             assert all(type(v) is ptype for v in p.range), p.name
@@ -165,7 +168,7 @@ def test_replace_all_values(r):
 
 @pytest.mark.parametrize('name, value', [
     ('bool_value', 2), ('bool_value', 'maybe'), ('bool_value', 1.0),
-    ('int_value', 2.5), ('int_value', 'seven'), ('int_value', True),
+    ('int_value', 'seven'), ('int_value', True),
     ('int_value', [1]), ('float_value', 'abc'), ('float_value', True),
     ('float_value', None.__class__), ('string_value', 3),
     ('string_value', b'bytes'), ('enum_int', '4x'), ('enum_string', 1)])
@@ -232,7 +235,13 @@ def test_recipe_without_parameters():
 
 
 def test_defaults_reach_the_recipe(r, raw):
-    assert qc(r(raw)) == {name: d[1] for name, d in DECLARED.items()}
+    # A string without default reaches the recipe as "" (as with esorex
+    # and python-cpl), not as NULL, on which CPL's product header code
+    # crashed (strlen in cpl_dfs_setup_product_header).
+    assert qc(r(raw)) == {name: '' if d[1] is None else d[1]
+                          for name, d in DECLARED.items()}
+    assert r.param.string_null.value is None
+    assert r.param.string_null.default is None
 
 
 def test_values_set_on_the_recipe_reach_it(r, raw):
@@ -298,3 +307,102 @@ def test_parameter_list_pickles(r):
     copy = pickle.loads(pickle.dumps(r))
     assert copy.param.int_value.value == 5
     assert copy.param.stack.sigma.low.value is None
+
+
+# --- values python-cpl took, and values no C type holds ------------------------
+def test_float_for_an_int_is_truncated_with_a_warning(r, raw):
+    # python-cpl: int(3.7) == 3; scripts rely on it.
+    with pytest.warns(cpl.CplWarning) as caught:
+        r.param.int_value = 3.7
+    text = str(caught[0].message)
+    assert 'int_value' in text and 'rtest_params' in text and '3.7' in text
+    assert caught[0].filename == __file__     # the caller's line
+    assert r.param.int_value.value == 3
+    with pytest.warns(cpl.CplWarning, match='-3.7'):
+        assert qc(r(raw, param={'int_value': -3.7}))['int_value'] == -3
+
+
+@pytest.mark.parametrize('value', [2**32 + 7, -2**31 - 1, 1e10, 10**400])
+def test_int_beyond_32_bits_is_refused_before_running(r, raw, work_tmp,
+                                                      value):
+    # python-cpl passed 2**32+7 on as 7, -2**31-1 as 2147483647, 1e10 as
+    # 1410065408: a silent wrong result.
+    from conftest import run_dirs
+    before = run_dirs(work_tmp)
+    for attempt in (lambda: r(raw, param={'int_value': value}),
+                    lambda: setattr(r.param, 'int_value', value)):
+        with pytest.raises(ValueError) as info:
+            attempt()
+        assert isinstance(info.value, cpl.param.ParameterRangeError)
+        text = str(info.value)
+        assert 'int_value' in text and 'rtest_params' in text
+        assert str(value)[:12] in text
+        assert '-2147483648..2147483647' in text
+    assert r.param.int_value.value is None
+    assert run_dirs(work_tmp) == before
+
+
+def test_the_ends_of_the_int_range_reach_the_recipe(r, raw):
+    for value in (-2**31, 2**31 - 1):
+        assert qc(r(raw, param={'int_value': value}))['int_value'] == value
+
+
+def test_float_overflow_names_the_parameter(r, raw, work_tmp):
+    from conftest import run_dirs
+    before = run_dirs(work_tmp)
+    with pytest.raises(ValueError) as info:
+        r(raw, param={'float_value': 2**1100})
+    # python-cpl raised a bare OverflowError: it still is one.
+    assert isinstance(info.value, OverflowError)
+    text = str(info.value)
+    assert 'float_value' in text and 'rtest_params' in text
+    assert str(2**1100)[:12] in text
+    assert run_dirs(work_tmp) == before
+
+
+def test_a_denormal_reaches_the_recipe(r, raw):
+    # The runner refused it (strtod's ERANGE on underflow) after the run
+    # had started; python-cpl passed it on.
+    res = r(raw, param={'float_value': 5e-324})
+    assert 'rtest_params: cplrun.rtest_params.float_value = ' \
+        '4.9406564584124654e-324' in res.log.info
+
+
+def test_the_runner_refuses_an_int_it_cannot_hold(r, raw):
+    # The second line of defence, below the Python check: the runner
+    # refuses (did: truncated) what does not fit a C int.
+    from cpl._run import execute
+    spec = r._spec((raw,), {})
+    spec.params = [('cplrun.rtest_params.int_value', str(2**32 + 7))]
+    with pytest.raises(ValueError) as info:
+        execute(spec)
+    assert 'int_value' in str(info.value) and '4294967303' in str(info.value)
+
+
+def test_naco_img_jitter_with_its_null_string_parameters(system_path,
+                                                         tmp_path):
+    # naco_img_jitter declares 'off' and 'objs' without default; handed
+    # NULL, CPL's product header code crashed it (SIGSEGV).  Jittered
+    # frames: the synthetic NACO darks with three stars and the offsets.
+    from astropy.io import fits
+    import numpy as np
+    from cpl import synthetic
+    synthetic.make_dataset(tmp_path, instruments=['naco'], size='tiny')
+    raws = []
+    for i, path in enumerate(sorted((tmp_path / 'raw' / 'naco').glob('*.fits'))):
+        with fits.open(str(path)) as hdulist:
+            header, image = hdulist[0].header, hdulist[0].data.astype(np.float32)
+        yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+        for x0, y0 in ((20, 20), (40, 30), (30, 45)):
+            image += 5000 * np.exp(-((xx - x0 - 3 * i) ** 2 +
+                                     (yy - y0 - 2 * i) ** 2) / 4.0)
+        header['HIERARCH ESO SEQ CUMOFFSETX'] = 3.0 * i
+        header['HIERARCH ESO SEQ CUMOFFSETY'] = 2.0 * i
+        raws.append(str(tmp_path / ('jitter%d.fits' % i)))
+        fits.PrimaryHDU(image, header).writeto(raws[-1])
+    r = cpl.Recipe('naco_img_jitter')
+    assert r.param.off.default is None and r.param.objs.value is None
+    res = r(raws, tag='IM_JITTER_OBJ', param={'xcorr': '10 10 5 5'},
+            output_dir=str(tmp_path / 'out'))
+    info = cpl.dfs.ProcessingInfo(res.COADDED_IMG)
+    assert info.param['off'] == '' and info.param['objs'] == ''

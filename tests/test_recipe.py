@@ -244,10 +244,20 @@ def test_index_lives_in_xdg_cache_home_only(fresh_index, tmp_path):
 
 
 # --- calling ------------------------------------------------------------------
-def test_call_refuses_unknown_keyword(raw):
-    with pytest.raises(TypeError) as info:
-        cpl.Recipe('rtest_copy')(raw, outputdir='/tmp')
-    assert 'outputdir' in str(info.value)
+def test_unknown_call_keyword_is_ignored_with_a_warning(raw, tmp_path):
+    # python-cpl ignored them; musered passes its own (name=) through.
+    r = cpl.Recipe('rtest_copy')
+    out = tmp_path / 'out'
+    with pytest.warns(cpl.CplWarning) as caught:
+        res = r(raw=raw, name='bias', outputdir='/nowhere',
+                output_dir=str(out))
+    ours = [w for w in caught if w.category is cpl.CplWarning]
+    assert len(ours) == 1, [str(w.message) for w in caught]
+    text = str(ours[0].message)
+    assert 'rtest_copy' in text and 'name' in text and 'outputdir' in text
+    assert ours[0].filename == __file__
+    assert res.PRODUCT == str(out / 'rtest_copy.fits')
+    assert os.path.exists(res.PRODUCT)
 
 
 def test_call_without_raw_frames_is_refused():
@@ -282,15 +292,46 @@ def test_declared_tags():
     assert 'BIAS' in str(info.value)
 
 
-def test_wrong_raw_tag_is_refused(raw, work_tmp):
+def test_undeclared_raw_tag_is_a_cpl_error_before_running(raw, work_tmp):
+    # Every frame would carry it, and the recipe would find none it takes:
+    # python-cpl ran it, and the recipe failed with a CplError.  Ours is a
+    # CplError too (and a KeyError, as before), raised at once.
     r = cpl.Recipe('rtest_copy')
     before = run_dirs(work_tmp)
-    with pytest.raises(KeyError) as info:
+    with pytest.raises(cpl.CplError) as info:
         r(raw, tag='BIAS')
-    assert 'rtest_copy' in str(info.value) and 'BIAS' in str(info.value)
-    with pytest.raises(KeyError):
-        r({'BIAS': raw})
+    assert isinstance(info.value, KeyError)
+    assert isinstance(info.value, cpl.frames.UnknownRawTagError)
+    text = str(info.value)
+    assert 'rtest_copy' in text and "'BIAS'" in text and "['RAW']" in text
+    assert info.value.recipe == 'rtest_copy' and info.value.tag == 'BIAS'
+    assert pickle.loads(pickle.dumps(info.value)).tag == 'BIAS'
     assert run_dirs(work_tmp) == before
+
+
+def test_undeclared_tag_in_a_raw_dict_runs_with_a_warning(raw, calib_file):
+    # A dict may hold frames the recipe does not use next to its raw ones
+    # (as a SOF does): they are passed on, as python-cpl and esorex do.
+    r = cpl.Recipe('rtest_copy')
+    with pytest.warns(cpl.CplWarning) as caught:
+        res = r({'RAW': raw, 'MYSTERY': calib_file})
+    text = str(caught[0].message)
+    assert 'rtest_copy' in text and "'MYSTERY'" in text and 'RAW' in text
+    assert any('ignoring frame' in m and 'MYSTERY' in m for m in res.log.info)
+    # Only undeclared frames: the recipe says what it misses.
+    with pytest.warns(cpl.CplWarning):
+        with pytest.raises(cpl.CplError) as info:
+            r({'BIAS': raw})
+    assert 'no input frame with tag RAW' in str(info.value)
+
+
+def test_raw_dict_may_hold_calibration_tags(raw, calib_file, recwarn):
+    # As load_sof() gives it: raw and calibration frames in one dict.
+    r = cpl.Recipe('rtest_copy')
+    header = r({'RAW': raw, 'CALIB': calib_file}).PRODUCT[0].header
+    assert header['ESO PRO REC1 RAW1 NAME'] == 'raw1.fits'
+    assert header['ESO PRO REC1 CAL1 NAME'] == 'calib.fits'
+    assert not [w for w in recwarn if w.category is cpl.CplWarning]
 
 
 def test_raw_in_several_forms(raw, raw2):

@@ -489,3 +489,29 @@ def test_long_folder_names(raw, tmp_path):
     assert 'rtest_save: saved product rtest_copy.fits (PRODUCT)' \
         in res.log.info
     assert os.listdir(str(deep / 'work')) == []
+
+
+# --- warnings ----------------------------------------------------------------------
+def test_cpl_warning_is_a_user_warning_of_the_package():
+    # What cplrun accepts as python-cpl did, but warns about.
+    assert issubclass(cpl.CplWarning, UserWarning)
+    assert 'CplWarning' in cpl.__all__
+    assert cpl.result.CplWarning is cpl.CplWarning
+
+
+def test_input_errors_are_cpl_errors_raised_before_running(raw, tmp_path,
+                                                           work_tmp):
+    # A script's "except cpl.CplError" catches a bad input, as python-cpl's
+    # (raised by the recipe) was caught.
+    before = run_dirs(work_tmp)
+    empty = tmp_path / 'empty.fits'
+    empty.write_bytes(b'')
+    for bad in (str(tmp_path / 'nothere.fits'), str(empty)):
+        try:
+            recipe('rtest_copy')(bad)
+        except cpl.CplError as e:
+            assert e.recipe == 'rtest_copy' and e.inputs == [bad]
+            assert e.code in (6, 9) and bad in e.msg
+        else:
+            raise AssertionError('no CplError for %s' % bad)
+    assert run_dirs(work_tmp) == before

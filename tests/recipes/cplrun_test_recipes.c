@@ -345,6 +345,8 @@ static cpl_error_code rtest_params_fill(cpl_parameterlist *list,
                     10.0);
     RTEST_ADD_VALUE(list, context, "string_value", CPL_TYPE_STRING,
                     "A string value.", "hello");
+    RTEST_ADD_VALUE(list, context, "string_null", CPL_TYPE_STRING,
+                    "A string value without default (NULL).", NULL);
     RTEST_ADD_ENUM(list, context, "enum_string", CPL_TYPE_STRING,
                    "A string enumeration.", "median", 3, "mean", "median",
                    "sigclip");
