@@ -1,11 +1,13 @@
 """Placing a run's products in its ``output_dir``.
 
-The rule: a product replaces a file of its name that an earlier run left
-(one that was there, unchanged, when this call was made); a file of its
-name placed while this run was in flight (an overlapping call: a thread,
-a Workflow node, another process) is kept, and the product gets the first
-free name ``stem-N.ext``, with a warning and its ``PIPEFILE`` set to that
-name.
+The rule: a product replaces a product of its name that an earlier run
+left: a FITS file whose PIPEFILE, if any, is that name, that was there,
+unchanged, when this call was made, and is not one of this call's inputs.
+Any other file of its name is kept, and the product gets the first free
+name ``stem-N.ext``, with a warning and its ``PIPEFILE`` set to that name:
+a file placed while this run was in flight (by an overlapping call: a
+thread, a Workflow node, another process), an input, a file that is not
+a product of that name.
 
 "Was there when the call was made" is decided by identity, not by clock:
 the call notes each file's device, inode, size, mtime and ctime
@@ -22,7 +24,8 @@ replaceable (a later product of its name is renamed instead).
 Every name is taken atomically: a new name by ``link()`` (which fails if
 the name exists), or, where the file system has no hard links (vfat,
 exfat, some CIFS and FUSE mounts), by reserving it with ``O_EXCL`` and
-renaming the complete file over the reservation; a replacement by
+renaming the complete file over the reservation (an empty file for that
+moment: a reader never sees part of a product); a replacement by
 ``rename()``.  The decision and the renames are made holding a lock on
 the folder (threads of this process, and ``flock`` on a lock file for
 other processes), so that two runs ending together cannot both take one
@@ -30,7 +33,7 @@ file for an earlier run's.  Where the file system refuses locks, nothing
 is replaced: products of earlier runs are kept and the new ones renamed.
 
 All or none: every product is first put in the folder under a hidden
-temporary name (a link, or a copy from another file system), and a
+temporary name (a link, else a copy), and a
 replaced file is kept under one until every product is in place; when
 anything fails, the names taken are released and the replaced files put
 back."""
@@ -85,9 +88,10 @@ def _whole_seconds(st: os.stat_result) -> bool:
         st.st_ctime_ns % 1000000000 == 0
 
 
-def files_in(directory: str | None) -> dict[str, Identity]:
-    """The regular files in directory now, by name: what a call made now
-    may replace.  Empty when there is no such folder."""
+def files_in(directory: str | None, inputs: list[str]) -> dict[str, Identity]:
+    """The regular files in directory now, by name, but the inputs (a
+    run's input files, which its products never replace): what a call made
+    now may replace.  Empty when there is no such folder."""
     found: dict[str, Identity] = {}
     if directory is None:
         return found
@@ -96,6 +100,13 @@ def files_in(directory: str | None) -> dict[str, Identity]:
         entries = list(os.scandir(directory))
     except OSError:
         return found
+    read = set()
+    for path in inputs:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        read.add((st.st_dev, st.st_ino))
     for entry in entries:
         if entry.name.startswith(TEMP_PREFIX):
             continue
@@ -103,8 +114,10 @@ def files_in(directory: str | None) -> dict[str, Identity]:
             st = entry.stat(follow_symlinks=False)
         except OSError:
             continue            # gone since it was listed
-        if stat.S_ISREG(st.st_mode) and not (
-                _whole_seconds(st) and max(st.st_mtime, st.st_ctime) > recent):
+        if stat.S_ISREG(st.st_mode) and \
+                (st.st_dev, st.st_ino) not in read and not (
+                    _whole_seconds(st) and
+                    max(st.st_mtime, st.st_ctime) > recent):
             found[entry.name] = _identity(st)
     return found
 
@@ -233,7 +246,8 @@ def _place(tmp: str, source: str, directory: str, logname: str,
         if _take_name(tmp, target):
             return _Placed(target, None, None, name)
         why = 'was just made by another run'
-    elif replaceable.get(name) == _identity(there):
+    elif replaceable.get(name) == _identity(there) and \
+            _is_product_named(target, name):
         if locked:
             kept = _hidden_copy(target, directory)
             try:
@@ -245,7 +259,8 @@ def _place(tmp: str, source: str, directory: str, logname: str,
         why = ('is from an earlier run, but cannot be replaced safely here '
                '(this file system refuses file locks)')
     else:
-        why = 'is from a run that overlapped this one, or not from a run'
+        why = ('is from a run that overlapped this one, or is not a product '
+               'of that name')
     return _Placed(_place_renamed(tmp, name, directory, logname, why),
                    None, source, name)
 
@@ -325,49 +340,70 @@ def set_pipefile(path: str, name: str) -> None:
     by writing a new file with the rest copied, renamed over path.  The
     caller owns path (a temporary name no reader uses)."""
     with open(path, 'r+b') as f:
-        header = _primary_header(f)
-        if header is None:
+        cards = _primary_cards(f)
+        found = _pipefile_in(cards) if cards is not None else None
+        if found is None or found[2] is None or found[2].value == name:
             return
-        cards = [header[i:i + CARD] for i in range(0, len(header), CARD)]
-        first = next((i for i, card in enumerate(cards)
-                      if card[:10] == b'PIPEFILE= '), None)
-        if first is None:
-            return
-        last = first + 1
-        while last < len(cards) and cards[last][:8] == b'CONTINUE':
-            last += 1
-        try:
-            old = fits.Card.fromstring(b''.join(cards[first:last]).decode())
-            if old.value == name:
-                return
-        except Exception:       # not a card CPL wrote: not ours to fix
-            return
+        first, last, old = found
         new = fits.Card('PIPEFILE', name, old.comment).image.encode('ascii')
         end = next(i for i, card in enumerate(cards) if card[:8] == b'END     ')
         body = b''.join(cards[:first]) + new + b''.join(cards[last:end + 1])
         rewritten = body + b' ' * (-len(body) % FITS_BLOCK)
-        if len(rewritten) == len(header):
+        if len(rewritten) == len(cards) * CARD:
             f.seek(0)
             f.write(rewritten)
             return
         grown = '%s.%s' % (path, uuid.uuid4().hex[:8])
         with open(grown, 'xb') as out:
             out.write(rewritten)
-            f.seek(len(header))
+            f.seek(len(cards) * CARD)
             shutil.copyfileobj(f, out, 1 << 20)
     os.replace(grown, path)
 
 
-def _primary_header(f) -> bytes | None:
-    """The primary header's blocks (up to the one with END), or None when
-    the file does not start as FITS does."""
-    blocks = []
+def _is_product_named(path: str, name: str) -> bool:
+    """Whether path is a FITS file whose PIPEFILE, if any, is name: what
+    a product of that name is (another file is not a run's to replace)."""
+    try:
+        with open(path, 'rb') as f:
+            cards = _primary_cards(f)
+    except OSError:
+        return False
+    if cards is None:
+        return False
+    found = _pipefile_in(cards)
+    return found is None or (found[2] is not None and found[2].value == name)
+
+
+def _pipefile_in(cards: list[bytes]
+                 ) -> tuple[int, int, fits.Card | None] | None:
+    """Where the PIPEFILE card is (first card, after its CONTINUE cards),
+    and the card (None when it cannot be read); None when there is none."""
+    first = next((i for i, card in enumerate(cards)
+                  if card[:10] == b'PIPEFILE= '), None)
+    if first is None:
+        return None
+    last = first + 1
+    while last < len(cards) and cards[last][:8] == b'CONTINUE':
+        last += 1
+    try:
+        card = fits.Card.fromstring(b''.join(cards[first:last]).decode())
+        card.value                      # parsed here: it may not be
+    except Exception:                   # astropy's many ways to say "bad card"
+        card = None
+    return first, last, card
+
+
+def _primary_cards(f) -> list[bytes] | None:
+    """The cards of the primary header's blocks (up to the one with END),
+    or None when the file does not start as FITS does."""
+    data = b''
     while True:
         block = f.read(FITS_BLOCK)
-        if len(block) < FITS_BLOCK or (not blocks and
+        if len(block) < FITS_BLOCK or (not data and
                                        not block.startswith(b'SIMPLE  =')):
             return None
-        blocks.append(block)
+        data += block
         if any(block[i:i + 8] == b'END     '
                for i in range(0, FITS_BLOCK, CARD)):
-            return b''.join(blocks)
+            return [data[i:i + CARD] for i in range(0, len(data), CARD)]

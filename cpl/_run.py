@@ -64,15 +64,18 @@ class RunSpec:
     #: also write the run's full log here (CPL's log, then what the recipe
     #: printed directly), whatever the outcome
     log_copy: str | None = None
-    #: the files in output_dir when the call was made (cpl._products.files_in):
-    #: those the run's products may replace.  Noted when the spec is made,
-    #: that is when the call is made: a call waiting for a free slot, or
-    #: a threaded one, overlaps the runs that end meanwhile.
+    #: the files in output_dir when the call was made, but the run's inputs
+    #: (cpl._products.files_in): those the run's products may replace.
+    #: Noted when the spec is made, that is when the call is made: a call
+    #: waiting for a free slot, or a threaded one, overlaps the runs that
+    #: end meanwhile.
     output_before: dict | None = None
 
     def __post_init__(self) -> None:
         if self.output_before is None:
-            self.output_before = files_in(self.output_dir)
+            self.output_before = files_in(
+                self.output_dir, [f for _tag, f in self.frames
+                                  if isinstance(f, str)])
 
 
 class Cancelled(Exception):

@@ -106,15 +106,49 @@ def test_failed_rerun_keeps_the_products(raw, tmp_path):
         assert f.read() == content
 
 
-def test_a_file_there_before_the_call_is_replaced(raw, tmp_path):
-    """As python-cpl and esorex do: the folder is the recipe's."""
+def fits_file(path, **header):
+    hdu = fits.PrimaryHDU(np.zeros((2, 2), dtype=np.float32))
+    hdu.header.update(header)
+    hdu.writeto(path)
+
+
+@pytest.mark.parametrize('header', [{'PIPEFILE': 'rtest_copy.fits'}, {}])
+def test_a_product_there_before_the_call_is_replaced(raw, tmp_path, header):
+    """As python-cpl and esorex do: a FITS file of the product's name,
+    whose PIPEFILE (if any) is that name."""
     out = tmp_path / 'out'
     out.mkdir()
-    (out / 'rtest_copy.fits').write_bytes(b'older')
+    fits_file(out / 'rtest_copy.fits', **header)
     res = cpl.Recipe('rtest_copy')(raw, output_dir=str(out))
     assert res.PRODUCT == str(out / 'rtest_copy.fits')
     assert np.array_equal(fits.getdata(res.PRODUCT), fits.getdata(raw))
     assert listing(str(out)) == ['rtest_copy.fits']
+
+
+def test_what_is_not_a_product_of_that_name_is_kept(raw, tmp_path, caplog):
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'rtest_copy.fits').write_bytes(b'not FITS')
+    fits_file(out / 'rtest_copy-1.fits', PIPEFILE='other.fits')
+    before = {n: (out / n).read_bytes() for n in os.listdir(out)}
+    with caplog.at_level(logging.WARNING, logger='cpl'):
+        path = cpl.Recipe('rtest_copy')(raw, output_dir=str(out)).PRODUCT
+    assert path == str(out / 'rtest_copy-2.fits')
+    assert {n: (out / n).read_bytes() for n in before} == before
+    assert fits.getheader(path)['PIPEFILE'] == 'rtest_copy-2.fits'
+    assert any('not a product of that name' in m for m in warnings_of(caplog))
+
+
+def test_a_product_that_is_an_input_of_the_call_is_kept(raw, tmp_path):
+    out = str(tmp_path / 'out')
+    r = cpl.Recipe('rtest_copy')
+    first = r(raw, output_dir=out).PRODUCT
+    with open(first, 'rb') as f:
+        content = f.read()
+    second = r(first, output_dir=out).PRODUCT
+    assert second == os.path.join(out, 'rtest_copy-1.fits')
+    with open(first, 'rb') as f:
+        assert f.read() == content
 
 
 # --- overlapping calls keep each other's products ------------------------------------
