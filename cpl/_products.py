@@ -157,7 +157,12 @@ def _lock_file(directory: str) -> int | None:
     file system refuses locks."""
     path = os.path.join(directory, LOCK_NAME)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except PermissionError:
+            # made by another user of a shared folder: locks all the same
+            # (but over NFS, which needs it writable)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
@@ -180,8 +185,6 @@ def _lock_file(directory: str) -> int | None:
 class _Placed:
     path: str                   # the product's final path
     replaced: str | None        # the file it replaced, kept under a hidden name
-    source: str | None          # renamed: the source whose PIPEFILE changed
-    name: str                   # the source's own name
 
 
 def place_products(paths: list[str], directory: str, logname: str,
@@ -194,15 +197,18 @@ def place_products(paths: list[str], directory: str, logname: str,
     os.makedirs(directory, exist_ok=True)
     staged: list[str] = []
     placed: list[_Placed] = []
+    # source -> its PIPEFILE before a rename changed it (a staged link
+    # shares the source's file)
+    pipefiles: dict[str, str] = {}
     try:
         for path in paths:
             staged.append(_hidden_copy(path, directory))
         with _folder_locked(directory) as locked:
             for path, tmp in zip(paths, staged):
                 placed.append(_place(tmp, path, directory, logname,
-                                     replaceable, locked))
+                                     replaceable, locked, pipefiles))
     except BaseException:
-        _undo(placed, logname)
+        _undo(placed, pipefiles, logname)
         for tmp in staged:
             _unlink_quietly(tmp)
         raise
@@ -235,7 +241,8 @@ def _hidden_copy(path: str, directory: str) -> str:
 
 
 def _place(tmp: str, source: str, directory: str, logname: str,
-           replaceable: Mapping[str, Identity], locked: bool) -> _Placed:
+           replaceable: Mapping[str, Identity], locked: bool,
+           pipefiles: dict[str, str]) -> _Placed:
     name = os.path.basename(source)
     target = os.path.join(directory, name)
     try:
@@ -244,7 +251,7 @@ def _place(tmp: str, source: str, directory: str, logname: str,
         there = None
     if there is None:
         if _take_name(tmp, target):
-            return _Placed(target, None, None, name)
+            return _Placed(target, None)
         why = 'was just made by another run'
     elif replaceable.get(name) == _identity(there) and \
             _is_product_named(target, name):
@@ -255,14 +262,34 @@ def _place(tmp: str, source: str, directory: str, logname: str,
             except BaseException:
                 _unlink_quietly(kept)
                 raise
-            return _Placed(target, kept, None, name)
+            return _Placed(target, kept)
         why = ('is from an earlier run, but cannot be replaced safely here '
                '(this file system refuses file locks)')
     else:
         why = ('is from a run that overlapped this one, or is not a product '
                'of that name')
-    return _Placed(_place_renamed(tmp, name, directory, logname, why),
-                   None, source, name)
+    return _Placed(_place_renamed(tmp, source, directory, logname, why,
+                                  pipefiles), None)
+
+
+def _place_renamed(tmp: str, source: str, directory: str, logname: str,
+                   why: str, pipefiles: dict[str, str]) -> str:
+    name = os.path.basename(source)
+    stem, ext = os.path.splitext(name)
+    for n in range(1, 100000):
+        renamed = '%s-%d%s' % (stem, n, ext)
+        target = os.path.join(directory, renamed)
+        if os.path.lexists(target):
+            continue
+        old = set_pipefile(tmp, renamed)
+        if old is not None:
+            pipefiles.setdefault(source, old)
+        if _take_name(tmp, target):
+            logging.getLogger(logname).warning(
+                '%s in %s %s; this product was saved as %s', name,
+                directory, why, renamed)
+            return target
+    raise OSError('no free name for %s in %s' % (name, directory))
 
 
 def _take_name(tmp: str, target: str) -> bool:
@@ -290,39 +317,27 @@ def _take_name(tmp: str, target: str) -> bool:
     return True
 
 
-def _place_renamed(tmp: str, name: str, directory: str, logname: str,
-                   why: str) -> str:
-    stem, ext = os.path.splitext(name)
-    for n in range(1, 100000):
-        renamed = '%s-%d%s' % (stem, n, ext)
-        target = os.path.join(directory, renamed)
-        if os.path.lexists(target):
-            continue
-        set_pipefile(tmp, renamed)
-        if _take_name(tmp, target):
-            logging.getLogger(logname).warning(
-                '%s in %s %s; this product was saved as %s', name,
-                directory, why, renamed)
-            return target
-    raise OSError('no free name for %s in %s' % (name, directory))
-
-
-def _undo(placed: list[_Placed], logname: str) -> None:
+def _undo(placed: list[_Placed], pipefiles: dict[str, str],
+          logname: str) -> None:
     """Takes back what place_products did, last first: names taken are
     released, replaced files put back, PIPEFILEs changed set back."""
+    log = logging.getLogger(logname)
     for done in reversed(placed):
         try:
             if done.replaced is not None:
                 os.replace(done.replaced, done.path)
             else:
                 os.unlink(done.path)
-            if done.source is not None:
-                set_pipefile(done.source, done.name)
         except OSError as exc:
-            logging.getLogger(logname).error(
-                'could not take back %s (%s)%s', done.path, exc,
-                '; the file it replaced is %s' % done.replaced
-                if done.replaced else '')
+            log.error('could not take back %s (%s)%s', done.path, exc,
+                      '; the file it replaced is %s' % done.replaced
+                      if done.replaced else '')
+    for source, old in pipefiles.items():
+        try:
+            set_pipefile(source, old)
+        except OSError as exc:
+            log.error('could not set PIPEFILE back to %s in %s (%s)',
+                      old, source, exc)
 
 
 def _unlink_quietly(path: str) -> None:
@@ -333,17 +348,18 @@ def _unlink_quietly(path: str) -> None:
 
 
 # --- PIPEFILE -----------------------------------------------------------------------
-def set_pipefile(path: str, name: str) -> None:
+def set_pipefile(path: str, name: str) -> str | None:
     """Sets ``PIPEFILE`` (the product's own file name, which CPL writes) in
-    the primary header of the FITS file path to name, when it has one.
-    Only that card changes: in place when the header keeps its size, else
-    by writing a new file with the rest copied, renamed over path.  The
+    the primary header of the FITS file path to name, when it has one;
+    returns the value it had, or None when nothing changed.  Only that
+    card changes: in place when the header keeps its size, else by
+    writing a new file with the rest copied, renamed over path.  The
     caller owns path (a temporary name no reader uses)."""
     with open(path, 'r+b') as f:
         cards = _primary_cards(f)
         found = _pipefile_in(cards) if cards is not None else None
         if found is None or found[2] is None or found[2].value == name:
-            return
+            return None
         first, last, old = found
         new = fits.Card('PIPEFILE', name, old.comment).image.encode('ascii')
         end = next(i for i, card in enumerate(cards) if card[:8] == b'END     ')
@@ -352,13 +368,14 @@ def set_pipefile(path: str, name: str) -> None:
         if len(rewritten) == len(cards) * CARD:
             f.seek(0)
             f.write(rewritten)
-            return
+            return old.value
         grown = '%s.%s' % (path, uuid.uuid4().hex[:8])
         with open(grown, 'xb') as out:
             out.write(rewritten)
             f.seek(len(cards) * CARD)
             shutil.copyfileobj(f, out, 1 << 20)
     os.replace(grown, path)
+    return old.value
 
 
 def _is_product_named(path: str, name: str) -> bool:

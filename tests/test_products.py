@@ -329,6 +329,34 @@ def test_a_failed_placement_puts_the_earlier_products_back(
     assert after == before
 
 
+def test_a_failed_placement_sets_pipefile_back(raw_images, tmp_path,
+                                               monkeypatch):
+    """A renamed product got its PIPEFILE changed in the file it shares
+    with the run's folder; when the run's products cannot all be placed,
+    the one kept in the run's folder says its own name again."""
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'rtest_copy.fits').write_bytes(b'not FITS')
+    link = os.link
+
+    def second_fails(src, dst, *args, **kwargs):
+        if dst == str(out / 'rtest_copy_0000.fits'):
+            raise OSError(errno.EIO, 'simulated I/O error', dst)
+        return link(src, dst, *args, **kwargs)
+    monkeypatch.setattr(os, 'link', second_fails)
+    r = cpl.Recipe('rtest_copy')
+    r.param.per_frame = True
+    with pytest.raises(OSError) as info:
+        r(raw_images[:1], output_dir=str(out))
+    monkeypatch.undo()
+    workdir = str(info.value).split('they are kept in ')[1].split(' (')[0]
+    kept = os.path.join(workdir, 'rtest_copy.fits')
+    assert fits.getheader(kept)['PIPEFILE'] == 'rtest_copy.fits'
+    shutil.rmtree(workdir)
+    assert listing(str(out)) == ['rtest_copy.fits']
+    assert (out / 'rtest_copy.fits').read_bytes() == b'not FITS'
+
+
 # --- file systems without hard links or locks ----------------------------------------
 def rerun_and_overlap(raw, out, caplog, pause=0.0):
     """The everyday rerun, then two overlapping calls, into out.  pause:
@@ -429,6 +457,26 @@ def test_without_file_locks_nothing_is_replaced(raw, tmp_path, monkeypatch,
     assert second == os.path.join(out, 'rtest_copy-1.fits')
     assert any('refuses file locks' in m for m in warnings_of(caplog))
     assert fits.getheader(second)['PIPEFILE'] == 'rtest_copy-1.fits'
+
+
+def test_a_lock_file_another_user_made(raw, tmp_path, monkeypatch):
+    """In a folder shared by a group, the lock file left by another user's
+    process (killed while placing) may not be writable: it locks all the
+    same."""
+    out = tmp_path / 'out'
+    out.mkdir()
+    lock = str(out / _products.LOCK_NAME)
+    open(lock, 'w').close()
+    os.chmod(lock, 0o444)
+    os_open = os.open
+
+    def as_another_user(path, flags, *args, **kwargs):
+        if path == lock and flags & os.O_RDWR:
+            raise PermissionError(errno.EACCES, 'Permission denied', path)
+        return os_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(os, 'open', as_another_user)
+    path = cpl.Recipe('rtest_copy')(raw, output_dir=str(out)).PRODUCT
+    assert path == str(out / 'rtest_copy.fits')
 
 
 # --- PIPEFILE ------------------------------------------------------------------------
