@@ -184,9 +184,13 @@ def test_overlapping_threaded_calls_keep_both_products(raw, tmp_path, caplog):
     assert [m for m in warnings_of(caplog) if 'rtest_hang-1.fits' in m]
 
 
-def test_concurrent_calls_sharing_output_dir(raw_images, tmp_path):
+@pytest.mark.parametrize('attempt', range(3))
+def test_concurrent_calls_sharing_output_dir(raw_images, tmp_path, attempt):
+    """Four calls ending together, with an earlier call's product there:
+    one replaces it, each keeps its own product."""
     out = str(tmp_path / 'shared')
     r = cpl.Recipe('rtest_copy')
+    r(raw_images[7], output_dir=out)
     inputs = raw_images[:4]
     threads = [r(path, output_dir=out, threaded=True) for path in inputs]
     paths = [t.result(timeout=60).PRODUCT for t in threads]
@@ -252,6 +256,21 @@ def test_overlapping_processes_keep_both_products(raw, tmp_path, recipe_dir):
     assert quick.returncode == slow.returncode == 0
     renamed = assert_one_renamed(paths, out)
     assert paths[1] == renamed
+
+
+@pytest.mark.parametrize('attempt', range(3))
+def test_processes_ending_together_keep_both_products(raw, tmp_path,
+                                                      recipe_dir, attempt):
+    out = str(tmp_path / 'out')
+    go = str(tmp_path / 'go')
+    hang(0.0)(raw, output_dir=out)          # an earlier call's product
+    calls = [call_in_process(recipe_dir, out, 0.3, go, raw) for _ in (0, 1)]
+    for p in calls:
+        assert p.stdout.readline() == 'ready\n'
+    open(go, 'w').close()
+    paths = [p.communicate(timeout=60)[0].strip() for p in calls]
+    assert [p.returncode for p in calls] == [0, 0]
+    assert_one_renamed(paths, out)
 
 
 def test_a_later_process_replaces_the_products(raw, tmp_path, recipe_dir):
