@@ -17,13 +17,13 @@ import stat
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from astropy.io import fits
 
 from . import _runner
+from ._products import files_in, place_products
 from .frames import MemoryFrame
 from .logger import LogReader, runner_loglevel
 from .result import (CplError, RecipeCrash, RecipeTimeout, Result, Stat,
@@ -63,6 +63,18 @@ class RunSpec:
     #: also write the run's full log here (CPL's log, then what the recipe
     #: printed directly), whatever the outcome
     log_copy: str | None = None
+    #: the files in output_dir when the call was made, but the run's inputs
+    #: (cpl._products.files_in): those the run's products may replace.
+    #: Noted when the spec is made, that is when the call is made: a call
+    #: waiting for a free slot, or a threaded one, overlaps the runs that
+    #: end meanwhile.
+    output_before: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.output_before is None:
+            self.output_before = files_in(
+                self.output_dir, [f for _tag, f in self.frames
+                                  if isinstance(f, str)])
 
 
 class Cancelled(Exception):
@@ -468,8 +480,8 @@ def _collect_products(spec: RunSpec, workdir: str, reported: list,
     if spec.output_dir is not None:
         unique = list(dict.fromkeys(p for _t, p in files))  # reported twice
         try:
-            moved = dict(zip(unique, move_all_no_clobber(
-                unique, spec.output_dir, spec.logname)))
+            moved = dict(zip(unique, place_products(
+                unique, spec.output_dir, spec.logname, spec.output_before)))
         except OSError as exc:
             raise OSError(exc.errno, 'recipe %s: its products could not be '
                           'saved in %s (%s); none was, they are kept in %s '
@@ -500,83 +512,3 @@ def _read_product(path: str, where: dict) -> fits.HDUList:
                           'FITS: %s (%s: %s)' % (
                               where['recipe'], os.path.basename(path),
                               type(exc).__name__, exc), **where) from exc
-
-
-def move_all_no_clobber(paths: list[str], directory: str, logname: str
-                        ) -> list[str]:
-    """Moves the files into directory as :func:`move_no_clobber` does, all
-    or none: those on another file system are first copied in whole under
-    temporary names, and a failure (a full disk) removes what was copied
-    and leaves every file where it was.  Returns the new paths."""
-    os.makedirs(directory, exist_ok=True)
-    staged: list[tuple[str, str]] = []      # (source, temporary file)
-    moved: list[str] = []
-    try:
-        for path in paths:
-            staged.append((path, _stage(path, directory)))
-        for path, tmp in staged:
-            moved.append(_link_no_clobber(tmp, os.path.basename(path),
-                                          directory, logname))
-    except BaseException:
-        for made in [tmp for _path, tmp in staged] + moved:
-            _unlink_quietly(made)
-        raise
-    for path, tmp in staged:
-        os.unlink(tmp)
-        _unlink_quietly(path)
-    return moved
-
-
-def _stage(path: str, directory: str) -> str:
-    """A complete temporary file in directory with path's content: a hard
-    link when both are on one file system, else a copy."""
-    tmp = os.path.join(directory, '.cplrun-%s%s' % (
-        uuid.uuid4().hex[:12], os.path.splitext(path)[1]))
-    try:
-        os.link(path, tmp)
-        return tmp
-    except OSError:
-        pass
-    try:
-        with open(path, 'rb') as src, \
-                open(tmp, 'xb') as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    return tmp
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _link_no_clobber(source: str, name: str, directory: str,
-                     logname: str) -> str:
-    """Hard-links source into directory under name, or the first free
-    ``stem-N.ext``, saying so in the log."""
-    stem, ext = os.path.splitext(name)
-    for n in range(0, 100000):
-        target = os.path.join(directory, name if n == 0 else
-                              '%s-%d%s' % (stem, n, ext))
-        try:
-            os.link(source, target)     # fails if target exists: atomic
-        except FileExistsError:
-            continue
-        if n:
-            logging.getLogger(logname).warning(
-                '%s exists in %s; this product was saved as %s',
-                name, directory, os.path.basename(target))
-        return target
-    raise OSError('no free name for %s in %s' % (name, directory))
-
-
-def move_no_clobber(path: str, directory: str, logname: str) -> str:
-    """Moves path into directory under its own name, or, when a file of
-    that name is there already (another run's product), under the first
-    free name ``stem-N.ext``, saying so in the log: a product never
-    replaces another silently, and never appears half-written."""
-    return move_all_no_clobber([path], directory, logname)[0]

@@ -174,42 +174,6 @@ def test_result_log_survives_pickling(raw):
     assert not any(hasattr(rec, 'lock') for rec in copy.log)
 
 
-# --- the shared output folder --------------------------------------------------------
-def test_concurrent_calls_sharing_output_dir(raw_images, tmp_path):
-    out = str(tmp_path / 'shared')
-    r = cpl.Recipe('rtest_copy')
-    inputs = raw_images[:4]
-    threads = [r(path, output_dir=out, threaded=True) for path in inputs]
-    paths = [t.result(timeout=60).PRODUCT for t in threads]
-    assert len(set(paths)) == 4
-    assert sorted(os.path.basename(p) for p in paths) == [
-        'rtest_copy-1.fits', 'rtest_copy-2.fits', 'rtest_copy-3.fits',
-        'rtest_copy.fits']
-    for path, source in zip(paths, inputs):
-        assert np.array_equal(fits.getdata(path), fits.getdata(source))
-        assert fits.getheader(path)['OBJECT'] == \
-            fits.getheader(source)['OBJECT']
-    listing = sorted(os.listdir(out))
-    work = os.path.join(out, '.cplrun-work')
-    if '.cplrun-work' in listing:
-        listing.remove('.cplrun-work')
-        assert os.listdir(work) == []
-    assert listing == sorted(os.path.basename(p) for p in paths)
-
-
-def test_existing_file_in_output_dir_is_never_overwritten(raw, tmp_path,
-                                                          caplog):
-    out = tmp_path / 'out'
-    out.mkdir()
-    (out / 'rtest_copy.fits').write_bytes(b'precious')
-    with caplog.at_level(logging.WARNING, logger='cpl'):
-        res = cpl.Recipe('rtest_copy')(raw, output_dir=str(out))
-    assert res.PRODUCT == str(out / 'rtest_copy-1.fits')
-    assert (out / 'rtest_copy.fits').read_bytes() == b'precious'
-    assert any('rtest_copy-1.fits' in rec.getMessage()
-               for rec in caplog.records if rec.levelno == logging.WARNING)
-
-
 # --- recipe errors ---------------------------------------------------------------------
 def test_recipe_error_raises_cpl_error_with_chain(raw, tmp_path):
     out = tmp_path / 'out'
