@@ -657,6 +657,56 @@ def test_a_full_disk_fails_that_run_only(tmp_path, work_tmp):
     assert_no_processes_left()
 
 
+def fill(folder):
+    """Fills the file system of folder to the last byte (a file of zeros
+    written until ENOSPC); returns the file."""
+    path = os.path.join(folder, 'filler')
+    with open(path, 'wb') as f:
+        try:
+            while True:
+                f.write(b'\0' * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == 28
+    return path
+
+
+def test_a_full_disk_when_the_run_record_is_written(tmp_path, work_tmp,
+                                                    monkeypatch):
+    """The disk fills up just after the run ended well, before its record
+    is written: that run fails, saying so; the others go on."""
+    out = tmp_path / 'out'
+    raws = {n: image(tmp_path, 'raw_' + n) for n in ('a', 'full', 'b')}
+    with mounted(out / 'full', 'size=2m') as disk:
+        real_remove = cpl._run._remove_workdir
+
+        def then_fill(workdir):
+            # the last step of a run that succeeded, before any record
+            real_remove(workdir)
+            if workdir.startswith(disk + os.sep):
+                fill(disk)
+        monkeypatch.setattr(cpl._run, '_remove_workdir', then_fill)
+        w = Workflow()
+        w.add('rtest_hang', raws['a'], tag='RAW', param={'seconds': 1.5},
+              name='a')
+        w.add('rtest_product', raws['full'], tag='RAW', name='full')
+        w.add('rtest_hang', raws['b'], tag='RAW', param={'seconds': 1.5},
+              name='b')
+        with new_run_dirs_only(work_tmp):
+            report = w.run(n_workers=3, output_dir=str(out), **OPTS)
+        assert {r.name: r.status for r in report} == {
+            'a': 'success', 'full': 'failed', 'b': 'success'}
+        error = report['full'].error
+        assert os.path.join(str(out), 'full', parallel.RUN_RECORD) in error
+        assert 'No space left on device' in error
+        # nothing stray: no product, no record, no temporary file
+        assert sorted(os.listdir(disk)) == ['filler', 'full.log']
+        for name in ('a', 'b'):
+            assert os.path.isfile(report[name].products['HANG_PRODUCT'])
+            assert os.path.isfile(out / name / parallel.RUN_RECORD)
+    assert_no_processes_left()
+
+
 def test_a_full_disk_while_products_are_copied(raw, tmp_path):
     """Products copied across file systems: a copy that does not fit
     leaves nothing in the output folder, not even a part."""
