@@ -799,6 +799,69 @@ def test_ctrl_c_kills_the_runs_and_saves_the_report(raw, out):
     assert wait_until(lambda: not recipe_procs('rtest_hang'), 5)
 
 
+def recorded(folder):
+    """The products the run record in folder names ({} without one)."""
+    try:
+        with open(os.path.join(folder, parallel.RUN_RECORD)) as f:
+            return json.load(f)['products']
+    except FileNotFoundError:
+        return {}
+
+
+#: Ctrl-C at as many moments around the end of the runs, to catch the
+#: runs that end just as it comes.
+CTRL_C_TRIES = 30
+
+
+def test_ctrl_c_as_runs_end_leaves_every_folder_consistent(raw, tmp_path):
+    """Whatever the moment of Ctrl-C: a run reported success has its
+    record, and the record names exactly the products in its folder; a
+    run not reported success has no record and no product."""
+    def workflow():
+        w = Workflow()
+        for i in range(4):
+            w.add('rtest_hang', raw, tag='RAW', name='h%d' % i,
+                  param={'seconds': 0.1 + 0.1 * (i % 2)})
+        return w
+    start = time.monotonic()
+    workflow().run(n_workers=4, output_dir=str(tmp_path / 'timing'), **OPTS)
+    duration = time.monotonic() - start
+    outcomes = collections.Counter()
+    for attempt in range(CTRL_C_TRIES):
+        out = str(tmp_path / ('r%02d' % attempt))
+        # from 60 % to 140 % of a whole run's time
+        delay = duration * (0.6 + 0.8 * attempt / CTRL_C_TRIES)
+        timer = threading.Timer(delay, _thread.interrupt_main)
+        timer.start()
+        try:
+            workflow().run(n_workers=4, output_dir=out, **OPTS)
+            timer.join()
+            time.sleep(0.1)         # a Ctrl-C after the end lands here
+        except KeyboardInterrupt:
+            pass
+        finally:
+            timer.cancel()
+        for name in os.listdir(out) if os.path.isdir(out) else ():
+            folder = os.path.join(out, name)
+            if os.path.isdir(folder):
+                # a record names exactly the products in its folder
+                assert fits_in(folder) == sorted(
+                    os.path.basename(p)
+                    for p in recorded(folder).values()), (attempt, name)
+        if not os.path.exists(os.path.join(out, 'report.json')):
+            continue        # stopped before anything ran
+        for r in Report.from_json(os.path.join(out, 'report.json')):
+            outcomes[r.status] += 1
+            products = recorded(os.path.join(out, r.name))
+            if r.status == 'success':
+                assert products == r.products, (attempt, r)
+            else:
+                assert r.status == 'cancelled', (attempt, r)
+                assert products == {}, (attempt, r)
+    # the moments really were around the end: both outcomes were seen
+    assert outcomes['success'] and outcomes['cancelled'], outcomes
+
+
 # --- real pipelines --------------------------------------------------------------------------
 def pipeline_or_skip(name):
     try:
