@@ -4,7 +4,9 @@ A run works in a fresh private folder of its own (recipes write into their
 current directory, so runs sharing one clobber each other).  On success
 the products are read into memory or moved into ``output_dir`` and the
 folder is removed; on failure nothing is returned or moved, and the folder
-stays, with the log, for inspection."""
+stays, with the log, for inspection, as the error says (without the partial
+products of a run that timed out).  A run interrupted (Ctrl-C), cancelled,
+or abandoned at the interpreter's exit leaves nothing."""
 from __future__ import annotations
 
 import atexit
