@@ -239,6 +239,12 @@ class _LiveRun:
         if self.handle is not None:
             self.server.kill(self.handle, signal.SIGKILL)
 
+    def stop(self) -> None:
+        """Kills the run and waits (a bounded time) for its end."""
+        self.kill()
+        if self.handle is not None:
+            self.handle.finished.wait(KILL_WAIT_SECONDS)
+
 
 class _LiveRuns:
     """The runs going on in this process, for the end of the interpreter:
@@ -288,6 +294,13 @@ def execute(spec: RunSpec, control: RunControl | None = None) -> Result:
     run = _live_runs.add(_make_workdir(spec))
     try:
         return _execute(spec, control, run)
+    except (KeyboardInterrupt, SystemExit):
+        # Interrupted (Ctrl-C) at any moment, even as the run ends: the
+        # run must not outlive it, and leaves nothing (no error names its
+        # folder).
+        run.stop()
+        _remove_workdir(run.workdir)
+        raise
     finally:
         _live_runs.discard(run)
 
@@ -312,12 +325,8 @@ def _execute(spec: RunSpec, control: RunControl, run: _LiveRun) -> Result:
         with interrupts_noted() as interrupted:
             reason = _wait(server, handle, spec, log, control, interrupted)
     except BaseException:
-        # Interrupted (Ctrl-C) while waiting: the run must not outlive it,
-        # and leaves nothing (nothing names its folder).
-        server.kill(handle, signal.SIGKILL)
-        handle.finished.wait(KILL_WAIT_SECONDS)
+        run.stop()          # whatever stopped the waiting, the run stops
         log.close()
-        _remove_workdir(workdir)
         raise
     wall = time.monotonic() - started
     control.pid, control.exit = handle.pid, handle.exit

@@ -893,26 +893,32 @@ def test_a_dropped_ctrl_c_still_stops_a_call(raw, work_tmp, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-#: Ctrl-C at as many moments of a call's life (before and after its
-#: process started)
-CALL_CTRL_C_TRIES = 12
+#: Ctrl-C at as many moments of a call's life: before its process
+#: started, while it runs, as it ends and after
+CALL_CTRL_C_TRIES = 16
 
 
 def test_a_call_stopped_by_ctrl_c_leaves_no_folder(raw, tmp_path, work_tmp):
     r = cpl.Recipe('rtest_hang')
     out = str(tmp_path / 'out')
+    interrupted = 0
     with new_run_dirs_only(work_tmp):
         for attempt in range(CALL_CTRL_C_TRIES):
-            timer = threading.Timer(0.05 + 0.1 * attempt,
+            timer = threading.Timer(0.05 * (attempt + 1),
                                     _thread.interrupt_main)
             timer.start()
             try:
-                with pytest.raises(KeyboardInterrupt):
-                    # half of them with their folder in the output folder
-                    r(raw, tag='RAW', output_dir=out if attempt % 2 else None)
+                # half of them with their folder in the output folder
+                r(raw, tag='RAW', param={'seconds': 0.3},
+                  output_dir=out if attempt % 2 else None)
+                timer.join()
+                time.sleep(0.1)     # a Ctrl-C after the end lands here
+            except KeyboardInterrupt:
+                interrupted += 1
             finally:
                 timer.cancel()
-    assert not os.path.exists(os.path.join(out, '.cplrun-work'))
+            assert not os.path.exists(os.path.join(out, '.cplrun-work'))
+    assert interrupted
     assert_no_processes_left()
 
 
