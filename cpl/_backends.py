@@ -13,6 +13,7 @@ import uuid
 from typing import Any, Callable, Iterable
 
 from ._run import RunControl
+from .cluster import ClusterError
 
 
 class LocalBackend:
@@ -85,7 +86,14 @@ class DaskBackend:
     def __init__(self, run_task: Callable, client: Any) -> None:
         self.run_task = run_task
         self.client = client
-        self.slots = max(1, sum(client.nthreads().values()))
+        threads = client.nthreads()
+        if not threads:
+            # runs would wait for ever (and have no worker to size for)
+            raise ClusterError('the Dask cluster at %s has no worker; '
+                               'nothing was run' % (
+                                   getattr(client.scheduler, 'address',
+                                           None) or 'its scheduler'))
+        self.slots = sum(threads.values())
         self.shares_memory = False
         #: keys of runs whose cancel Event was set
         self.cancelled: set[str] = set()

@@ -4,9 +4,12 @@ A run works in a fresh private folder of its own (recipes write into their
 current directory, so runs sharing one clobber each other).  On success
 the products are read into memory or moved into ``output_dir`` and the
 folder is removed; on failure nothing is returned or moved, and the folder
-stays, with the log, for inspection."""
+stays, with the log, for inspection, as the error says (without the partial
+products of a run that timed out).  A run interrupted (Ctrl-C), cancelled,
+or abandoned at the interpreter's exit leaves nothing."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -238,17 +241,93 @@ def _wait(server: _runner.Server, handle: _runner.RunHandle, spec: RunSpec,
     return reason
 
 
+class _LiveRun:
+    """A run going on in this process: its folder, and once submitted,
+    its server and handle."""
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+        self.server: _runner.Server | None = None
+        self.handle: _runner.RunHandle | None = None
+        #: set when execute() is done with the run, whatever the outcome
+        self.over = threading.Event()
+
+    def kill(self) -> None:
+        if self.handle is not None:
+            self.server.kill(self.handle, signal.SIGKILL)
+
+    def stop(self) -> None:
+        """Kills the run and waits (a bounded time) for its end."""
+        self.kill()
+        if self.handle is not None:
+            self.handle.finished.wait(KILL_WAIT_SECONDS)
+
+
+class _LiveRuns:
+    """The runs going on in this process, for the end of the interpreter:
+    a script may exit with threaded runs in flight, whose threads stop
+    wherever they are; their runs are then abandoned, and leave nothing."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: set[_LiveRun] = set()
+
+    def add(self, workdir: str) -> _LiveRun:
+        run = _LiveRun(workdir)
+        with self._lock:
+            self._runs.add(run)
+        return run
+
+    def discard(self, run: _LiveRun) -> None:
+        with self._lock:
+            self._runs.discard(run)
+        run.over.set()
+
+    def abandon_all(self) -> None:
+        """Kills every run going on, lets its thread end it (up to
+        KILL_WAIT_SECONDS for all), and removes its folder."""
+        with self._lock:
+            runs = list(self._runs)
+        for run in runs:
+            run.kill()
+        deadline = time.monotonic() + KILL_WAIT_SECONDS
+        for run in runs:
+            run.over.wait(max(0.0, deadline - time.monotonic()))
+            _remove_workdir(run.workdir)
+
+
+_live_runs = _LiveRuns()
+# Registered after the runner pool's close (imported first), so it runs
+# before it: the servers are still there to kill the runs.
+atexit.register(_live_runs.abandon_all)
+
+
 def execute(spec: RunSpec, control: RunControl | None = None) -> Result:
     """Runs spec to its end; raises CplError, RecipeCrash, RecipeTimeout
     or Cancelled, each naming the recipe and where its log is."""
     control = control or RunControl()
     if control.cancel_requested.is_set():
         raise Cancelled()
-    workdir = _make_workdir(spec)
+    run = _live_runs.add(_make_workdir(spec))
+    try:
+        return _execute(spec, control, run)
+    except (KeyboardInterrupt, SystemExit):
+        # Interrupted (Ctrl-C) at any moment, even as the run ends: the
+        # run must not outlive it, and leaves nothing (no error names its
+        # folder).
+        run.stop()
+        _remove_workdir(run.workdir)
+        raise
+    finally:
+        _live_runs.discard(run)
+
+
+def _execute(spec: RunSpec, control: RunControl, run: _LiveRun) -> Result:
+    workdir = run.workdir
     try:
         fields = _request(spec, workdir)
-        server = _runner.pool.get(spec.env)
-        handle = server.submit(fields)
+        server = run.server = _runner.pool.get(spec.env)
+        handle = run.handle = server.submit(fields)
     except _runner.RunnerError as exc:
         _remove_workdir(workdir)
         raise _runner.RunnerError('recipe %s could not run (%s): %s' % (
@@ -263,9 +342,8 @@ def execute(spec: RunSpec, control: RunControl | None = None) -> Result:
         with interrupts_noted() as interrupted:
             reason = _wait(server, handle, spec, log, control, interrupted)
     except BaseException:
-        # Interrupted (Ctrl-C) while waiting: the run must not outlive it.
-        server.kill(handle, signal.SIGKILL)
-        handle.finished.wait(10)
+        run.stop()          # whatever stopped the waiting, the run stops
+        log.close()
         raise
     wall = time.monotonic() - started
     control.pid, control.exit = handle.pid, handle.exit
@@ -375,8 +453,14 @@ def _outcome(spec: RunSpec, workdir: str, handle: _runner.RunHandle,
         _remove_workdir(workdir)
         raise Cancelled()
     if reason == 'timeout':
-        raise RecipeTimeout('recipe %s timed out after %g s and was killed'
-                            % (spec.recipe, spec.timeout), signal=sig, **where)
+        # Partial products may be large (109 MB for a MUSE bias), and are
+        # of no use: the folder keeps what tells why it took so long.
+        removed = _remove_partial_products(workdir)
+        raise RecipeTimeout('recipe %s timed out after %g s and was killed; '
+                            'its partial products (%d FITS files) were '
+                            'removed, its log is kept'
+                            % (spec.recipe, spec.timeout, removed),
+                            signal=sig, **where)
     if handle.failure is not None:
         raise RecipeCrash('recipe %s could not run: %s'
                           % (spec.recipe, handle.failure), **where)
@@ -418,6 +502,28 @@ def _outcome(spec: RunSpec, workdir: str, handle: _runner.RunHandle,
     _remove_workdir(workdir)
     error = CplError(retval, errors, log.entries, spec.recipe) if errors else None
     return Result(products, log.entries, stat, error, spec.output_dir)
+
+
+def _remove_partial_products(workdir: str) -> int:
+    """Removes the FITS files a killed run left in workdir (what a recipe
+    writes as products is FITS, whatever its name); its log and other
+    small files stay.  Returns how many were removed."""
+    removed = 0
+    for name in os.listdir(workdir):
+        path = os.path.join(workdir, name)
+        try:
+            with open(path, 'rb') as f:
+                is_fits = f.read(len(FITS_SIGNATURE)) == FITS_SIGNATURE
+        except OSError:         # a folder, or gone
+            continue
+        if is_fits and not os.path.islink(path):
+            _unlink_quietly(path)
+            removed += 1
+    return removed
+
+
+#: How every FITS file begins.
+FITS_SIGNATURE = b'SIMPLE  ='
 
 
 def _no_space_hint(workdir: str) -> str:

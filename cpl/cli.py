@@ -296,11 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _apply_recipe_dir(args)
+    from .cluster import ClusterError
     from .parallel import MissingInputsError, PreflightError
     try:
         return args.func(args)
-    except (OSError, MissingInputsError, PreflightError, ValueError,
-            TypeError, KeyError) as exc:
+    except (OSError, MissingInputsError, PreflightError, ClusterError,
+            ValueError, TypeError, KeyError) as exc:
         print('cplrun: %s' % exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:

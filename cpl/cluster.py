@@ -69,6 +69,36 @@ def _jobqueue(name: str):
                                                                 name)
 
 
+class ClusterError(RuntimeError):
+    """The cluster asked for cannot be started (SLURM refuses its jobs)."""
+
+
+#: How long sbatch may take to judge a job script.
+SBATCH_CHECK_SECONDS = 60.0
+
+
+def _check_job_script(script: str) -> None:
+    """Lets SLURM judge the job script before any job is submitted
+    (``sbatch --test-only``): a partition, account or limit it refuses is
+    a ClusterError with sbatch's own words, at once.  (Submitted for real,
+    a refused job is only logged by Dask's event loop, and the workers
+    are waited for in vain.)"""
+    import subprocess
+    try:
+        proc = subprocess.run(['sbatch', '--test-only'], input=script,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True,
+                              timeout=SBATCH_CHECK_SECONDS)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ClusterError('cannot ask SLURM about the worker jobs '
+                           '(sbatch --test-only): %s' % exc) from exc
+    if proc.returncode != 0:
+        said = (proc.stderr.strip() or proc.stdout.strip()
+                or 'exit status %d' % proc.returncode)
+        raise ClusterError('SLURM refuses the worker jobs: %s'
+                           % ' / '.join(said.splitlines()))
+
+
 def _restore_environ(saved: dict) -> None:
     for key in set(os.environ) - set(saved):
         del os.environ[key]
@@ -154,6 +184,11 @@ class DaskClusterManager:
             self.client = Client(self.cluster)
         elif self.cluster_type == 'slurm':
             self.cluster = self._slurm_cluster()
+            try:
+                _check_job_script(self.cluster.job_script())
+            except BaseException:
+                self.shutdown()
+                raise
             self.client = Client(self.cluster)
             if self.nworkers:
                 self.cluster.scale(self.nworkers)

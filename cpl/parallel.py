@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 import warnings as _warnings
 from typing import IO, Any, Callable, Iterable, Mapping, Sequence
 
@@ -40,6 +41,9 @@ STATUSES = ('success', 'failed', 'crashed', 'timeout', 'skipped', 'cached',
 DONE_OK = ('success', 'cached')
 #: The per-run record of a finished run, inside its folder.
 RUN_RECORD = '.cplrun-run.json'
+#: Inside a run folder: the work folders of its runs, and the products of
+#: a run going on, until they replace the earlier run's.
+WORK_FOLDER = '.cplrun-work'
 #: RAM a run needs per byte of input, for the pre-flight estimate.
 RAM_PER_INPUT_BYTE = 4.0
 #: Disk a run needs per byte of input.
@@ -296,6 +300,9 @@ class RunRecord:
     worker: str | None = None
     depends_on: list = dataclasses.field(default_factory=list)
     started: float | None = None
+    #: in a folder's report.json: a run of an earlier invocation that the
+    #: latest one did not include (its products are still there)
+    earlier_invocation: bool = False
     #: the latest log line, while it runs (not saved)
     message: str | None = dataclasses.field(default=None, repr=False)
 
@@ -345,9 +352,13 @@ class Report:
 
     def to_json(self, path: str) -> None:
         tmp = path + '.tmp'
-        with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(self.to_dict(), f, indent=2)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, 'w', encoding='utf-8') as f:
+                json.dump(self.to_dict(), f, indent=2)
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)        # a full disk leaves no stray file
+            raise
 
     @classmethod
     def from_json(cls, path: str) -> 'Report':
@@ -413,13 +424,25 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
             'env': task['env'], 'output_dir': task['output_dir'],
             'timeout': task.get('timeout')})
         spec.log_copy = task.get('log')
+        work_base = os.path.join(task['output_dir'], WORK_FOLDER)
+        spec.temp_dir = work_base
         if worker is not None:
             # Scratch on the worker's own disk; products go to output_dir,
             # which must be on a file system the client shares.
             spec.temp_dir = os.path.join(worker.local_directory, 'cplrun')
-        result = execute(spec, control)
+        # The products land beside the run folder first: the earlier run's
+        # products stay until this run has succeeded and its record is
+        # about to name the new ones.
+        os.makedirs(work_base, exist_ok=True)
+        spec.output_dir = staging = tempfile.mkdtemp(prefix='products-',
+                                                     dir=work_base)
+        try:
+            result = execute(spec, control)
+            outcome['products'] = _commit(
+                task, {tag: value for tag, value in result})
+        finally:
+            _remove_staging(staging)
         outcome['status'] = 'success'
-        outcome['products'] = {tag: value for tag, value in result}
     except Cancelled:
         outcome['status'] = 'cancelled'
         outcome['error'] = 'cancelled'
@@ -447,19 +470,145 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
 
 # --- the execution of a workflow ---------------------------------------------
 
-def _file_digest(path: str, _memo: dict = {}) -> str:
+#: SHA-256 of the files read in this process, by (path, stat figures).
+_digests: dict[tuple, str] = {}
+
+
+def _stat_key(path: str) -> tuple:
     st = os.stat(path)
     # ctime and inode too: a rewrite that keeps size and mtime (cp -p,
     # rsync -t, os.utime) still changes them.
-    key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-    digest = _memo.get(key)
+    return (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _file_digest(path: str) -> str:
+    key = _stat_key(path)
+    digest = _digests.get(key)
     if digest is None:
         h = hashlib.sha256()
         with open(path, 'rb') as f:
             for block in iter(lambda: f.read(1 << 20), b''):
                 h.update(block)
-        digest = _memo[key] = h.hexdigest()
+        digest = _digests[key] = h.hexdigest()
     return digest
+
+
+def _fingerprint(path: str) -> dict:
+    """What the run record keeps of a product, to tell later that it is
+    still the file the run made (a truncated or rewritten one is not)."""
+    return {'size': os.path.getsize(path), 'sha256': _file_digest(path)}
+
+
+def _intact(path: str, fingerprint: Any) -> bool:
+    if not isinstance(fingerprint, dict):
+        return False
+    try:
+        # the size first: a truncated file costs no reading
+        return os.path.getsize(path) == fingerprint.get('size') and \
+            _file_digest(path) == fingerprint.get('sha256')
+    except OSError:
+        return False
+
+
+def _read_record(run_dir: str) -> dict:
+    """The run record in run_dir, or {} when there is none (or it is not
+    one: a record damaged by a crash only means the run reruns)."""
+    try:
+        with open(os.path.join(run_dir, RUN_RECORD), encoding='utf-8') as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _recorded_files(record: dict, run_dir: str) -> set[str]:
+    """The products a record names inside run_dir (the only ones a rerun
+    may replace or remove)."""
+    return {p for value in record.get('products', {}).values()
+            for p in frame_items(value)
+            if isinstance(p, str) and os.path.dirname(p) == run_dir}
+
+
+def _commit(task: Mapping[str, Any], staged: dict) -> dict:
+    """Puts a successful run's products (in a staging folder of its run
+    folder) in place of the earlier run's, and its record in place of the
+    earlier record; returns the products as they are then.
+
+    The new record is written first, beside the old one: when that fails
+    (a full disk), nothing of the earlier run was touched, and this run
+    fails with the reason.  Then the products replace the earlier ones of
+    the same name (renames within one file system), the record replaces
+    the earlier record, and earlier products that this run did not make
+    again go.  A run stopped in between leaves an earlier record whose
+    checksums no longer match: it reruns."""
+    run_dir = task['output_dir']
+    record_path = os.path.join(run_dir, RUN_RECORD)
+    earlier = _recorded_files(_read_record(run_dir), run_dir)
+    targets: dict[str, str] = {}
+    for path in dict.fromkeys(p for v in staged.values()
+                              for p in frame_items(v)):
+        targets[path] = _free_name(run_dir, os.path.basename(path), earlier,
+                                   set(targets.values()))
+    products = {tag: [targets[p] for p in value] if isinstance(value, list)
+                else targets[value] for tag, value in staged.items()}
+    files = {targets[p]: _fingerprint(p) for p in targets}
+    tmp = os.path.join(run_dir, '.cplrun-record-%s.tmp' % uuid.uuid4().hex[:12])
+    try:
+        with open(tmp, 'x', encoding='utf-8') as f:
+            json.dump({'key': task.get('key'), 'recipe': task['recipe'],
+                       'products': products, 'files': files,
+                       'finished': time.time()}, f)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise OSError(exc.errno, 'the run record %s cannot be written (%s); '
+                      'the products of this run were not kept, those of an '
+                      'earlier run in %s are untouched'
+                      % (record_path, exc.strerror or exc, run_dir),
+                      record_path) from exc
+    try:
+        for path, target in targets.items():
+            os.replace(path, target)
+            _digests[_stat_key(target)] = files[target]['sha256']
+        os.replace(tmp, record_path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    for path in earlier - set(files):
+        _unlink_quietly(path)
+    return products
+
+
+def _free_name(run_dir: str, name: str, replaceable: set[str],
+               taken: set[str]) -> str:
+    """run_dir/name, or the first free run_dir/stem-N.ext: a file of that
+    name that an earlier record of this run names may be replaced, any
+    other file stays."""
+    stem, ext = os.path.splitext(name)
+    for n in range(100000):
+        target = os.path.join(run_dir, name if n == 0 else
+                              '%s-%d%s' % (stem, n, ext))
+        if target not in taken and (target in replaceable or
+                                    not os.path.lexists(target)):
+            return target
+    raise OSError('no free name for %s in %s' % (name, run_dir))
+
+
+def _remove_staging(staging: str) -> None:
+    """Removes a run's staging folder (empty once its products were put
+    in place; a failed run's products are not kept), and the run folder's
+    work folder when nothing else is left in it."""
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        os.rmdir(os.path.dirname(staging))
+    except OSError:
+        pass            # a failed run's folder, kept for inspection
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 class _Execution:
@@ -614,50 +763,28 @@ class _Execution:
         return hashlib.sha256(json.dumps(digest, sort_keys=True).encode()
                               ).hexdigest()
 
-    def _reusable(self, task: dict, key: str) -> dict | None:
-        """The products of an earlier identical run, if all are there."""
-        path = os.path.join(task['output_dir'], RUN_RECORD)
-        try:
-            with open(path, encoding='utf-8') as f:
-                record = json.load(f)
-        except (OSError, ValueError):
-            return None
+    @staticmethod
+    def _reusable(task: dict, key: str) -> dict | None:
+        """The products of an earlier identical run, if each is still the
+        file that run made (same size and checksum)."""
+        record = _read_record(task['output_dir'])
         if record.get('key') != key:
             return None
-        products = record.get('products', {})
-        files = [p for v in products.values() for p in frame_items(v)]
-        return products if all(os.path.isfile(p) for p in files) else None
+        products = record.get('products')
+        files = record.get('files')
+        if not isinstance(products, dict) or not isinstance(files, dict):
+            return None         # a record of an older cplrun: no checksums
+        paths = [p for v in products.values() for p in frame_items(v)]
+        return products if all(_intact(p, files.get(p)) for p in paths) \
+            else None
 
     @staticmethod
-    def _forget(task: dict) -> None:
-        """Before a rerun: the record goes first (a run that dies later
-        never looks finished), then the products it listed and the work
-        folders earlier failures left for inspection."""
-        shutil.rmtree(os.path.join(task['output_dir'], '.cplrun-work'),
+    def _forget_failures(task: dict) -> None:
+        """Before a rerun: the work folders earlier failures left for
+        inspection go (their errors were about those runs); the earlier
+        record and products stay until this run replaces them."""
+        shutil.rmtree(os.path.join(task['output_dir'], WORK_FOLDER),
                       ignore_errors=True)
-        path = os.path.join(task['output_dir'], RUN_RECORD)
-        try:
-            with open(path, encoding='utf-8') as f:
-                old = json.load(f)
-            os.unlink(path)
-        except (OSError, ValueError):
-            return
-        for value in old.get('products', {}).values():
-            for p in frame_items(value):
-                if os.path.dirname(os.path.abspath(p)) == task['output_dir']:
-                    try:
-                        os.unlink(p)
-                    except OSError:
-                        pass
-
-    @staticmethod
-    def _remember(task: dict, key: str, products: dict) -> None:
-        path = os.path.join(task['output_dir'], RUN_RECORD)
-        fd, tmp = tempfile.mkstemp(dir=task['output_dir'], prefix='.cplrun-')
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            json.dump({'key': key, 'recipe': task['recipe'],
-                       'products': products, 'finished': time.time()}, f)
-        os.replace(tmp, path)
 
     # -- the loop
     def run(self) -> Report:
@@ -704,10 +831,13 @@ class _Execution:
             if not futures:
                 break
             for fut in self.backend.wait(futures, 0.25):
-                node, task, key = futures.pop(fut)
+                node, task, key = futures[fut]
                 if self._finish(node, task, key, self.backend.outcome(fut),
                                 futures):
                     stopping = True
+                # only now: a Ctrl-C before this line finds the run in
+                # futures, and the report takes its outcome then
+                del futures[fut]
             if stopping:
                 self._cancel_running(futures)
             self._refresh(futures, display)
@@ -715,10 +845,13 @@ class _Execution:
         self._refresh(futures, display)
 
     def _write_report(self, started: float) -> Report:
+        """The report of this invocation; the folder's report.json has the
+        runs of earlier invocations in it too."""
         report = Report([self.records[n.name] for n in self.nodes],
                         self.output_dir, time.monotonic() - started)
+        path = os.path.join(self.output_dir, 'report.json')
         try:
-            report.to_json(os.path.join(self.output_dir, 'report.json'))
+            _with_earlier_runs(report, path).to_json(path)
         except OSError:
             pass
         return report
@@ -784,7 +917,8 @@ class _Execution:
                     task['output_dir'], exc.strerror or exc)
                 settled = failed = True
                 continue
-            self._forget(task)
+            self._forget_failures(task)
+            task['key'] = key
             self._submit(futures, node, task, key)
         return settled, failed
 
@@ -811,9 +945,8 @@ class _Execution:
         stop (fail_fast)."""
         self._record_outcome(node, outcome)
         record = self.records[node.name]
-        if record.status == 'success':
+        if record.status == 'success':     # its record is written
             self.products[node.name] = record.products
-            self._remember(task, key, record.products)
             return False
         if record.status == 'crashed' and record.attempts <= self.o['retries']:
             self._submit(futures, node, task, key)
@@ -838,6 +971,19 @@ class _Execution:
         for fut, (node, _task, _key) in futures.items():
             self.records[node.name].message = self.backend.last_message(fut)
         display.update()
+
+
+def _with_earlier_runs(report: Report, path: str) -> Report:
+    """report, and after its runs those of the report at path (an earlier
+    invocation's) that it does not have, marked ``earlier_invocation``."""
+    try:
+        earlier = Report.from_json(path)
+    except (OSError, ValueError, TypeError, KeyError):
+        return report       # none, or not one of ours
+    names = {r.name for r in report}
+    kept = [dataclasses.replace(r, earlier_invocation=True)
+            for r in earlier if r.name not in names]
+    return Report(report.runs + kept, report.output_dir, report.wall_s)
 
 
 def _check_output_dir(path: str) -> None:

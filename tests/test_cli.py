@@ -1,12 +1,15 @@
 """The ``cplrun`` command line, called in-process through cpl.cli.main."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 
 import pytest
 from astropy.io import fits
 
+import cpl
 from cpl import cli
 
 
@@ -199,3 +202,43 @@ def test_slurm_options_only_where_runs_go_to_a_cluster(command, capsys):
         cli.build_parser().parse_args(command + ['--slurm-queue', 'debug'])
     assert info.value.code == 2
     assert 'unrecognized arguments: --slurm-queue' in capsys.readouterr().err
+
+
+def test_a_failed_muse_rerun_keeps_the_masters_and_the_report_every_run(
+        system_path, data_dir, tmp_path, capsys):
+    folder, manifest = data_dir
+    try:
+        cpl.Recipe('muse_bias')
+    except cpl.RecipeNotFoundError:
+        pytest.skip('the MUSE pipeline is not installed')
+    step = next(s for s in manifest['steps'] if s['recipe'] == 'muse_bias')
+    sofs = []
+    for name in ('bias_a', 'bias_b', 'bias_c'):
+        sofs.append(str(tmp_path / (name + '.sof')))
+        shutil.copy(step['sof'], sofs[-1])
+    out = str(tmp_path / 'out')
+    assert cli.main(['run', 'muse_bias'] + sofs + ['-o', out, '-j', '3',
+                                                    '--no-progress']) == 0
+    masters = os.path.join(out, 'bias_b')
+
+    def contents():
+        found = {}
+        for name in os.listdir(masters):
+            if name.endswith('.fits'):
+                with open(os.path.join(masters, name), 'rb') as f:
+                    found[name] = hashlib.sha256(f.read()).hexdigest()
+        return found
+    before = contents()
+    assert len(before) == 24
+    # parameters muse_bias fails with, at run time: keep 5 of 3 frames
+    code = cli.main(['run', 'muse_bias', sofs[1], '-o', out, '--no-progress',
+                     '-p', 'combine=minmax', '-p', 'nlow=5'])
+    assert code == 1, capsys.readouterr().out
+    assert contents() == before
+    with open(os.path.join(out, 'report.json')) as f:
+        report = json.load(f)
+    assert {r['name']: (r['status'], r['earlier_invocation'])
+            for r in report['runs']} == {'bias_b': ('failed', False),
+                                         'bias_a': ('success', True),
+                                         'bias_c': ('success', True)}
+    assert report['runs'][0]['name'] == 'bias_b'

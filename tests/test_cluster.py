@@ -771,3 +771,39 @@ def test_a_workflow_on_a_real_slurm_job(slurm, raw, raw2, tmp_path,
     # the worker's output went to the log folder; the job is gone
     assert any(f.startswith(name) for f in os.listdir(logs))
     assert wait_until(lambda: not squeue(name), 30, 0.5), squeue(name)
+
+
+def test_a_partition_slurm_does_not_have_fails_at_once_with_its_words(
+        slurm, raw, tmp_path, capsys):
+    a = sof(tmp_path / 'night1.sof', (raw, 'RAW'))
+    out = tmp_path / 'out'
+    start = time.monotonic()
+    with dask.config.set({'jobqueue.slurm.interface': 'lo',
+                          'jobqueue.slurm.scheduler-options': {
+                              'dashboard_address': '127.0.0.1:0'}}):
+        code = cli.main(['run', 'rtest_copy', a, '-o', str(out),
+                         '--no-progress', '--cluster', 'slurm',
+                         '--slurm-queue', 'no_such_partition',
+                         '--slurm-log-directory', str(tmp_path / 'logs')])
+    captured = capsys.readouterr()
+    assert time.monotonic() - start < 30
+    assert code == 2, captured
+    # sbatch's own message, and nothing else
+    assert captured.err.startswith('cplrun: SLURM refuses the worker jobs: ')
+    assert 'invalid partition' in captured.err.lower(), captured.err
+    assert len(captured.err.splitlines()) == 1, captured.err
+    assert 'Traceback' not in captured.out + captured.err
+    assert not os.path.exists(out / 'report.json')
+
+
+def test_a_cluster_with_no_worker_says_so(local_dir, raw, tmp_path):
+    from distributed import Client, LocalCluster
+    with LocalCluster(n_workers=0, host='127.0.0.1',
+                      dashboard_address='127.0.0.1:0',
+                      local_directory=local_dir) as cluster, \
+            Client(cluster) as client:
+        w = Workflow()
+        w.add('rtest_copy', raw, name='a')
+        with pytest.raises(cpl.cluster.ClusterError,
+                           match='has no worker; nothing was run'):
+            w.run(executor=client, output_dir=str(tmp_path / 'out'), **OPTS)

@@ -11,10 +11,12 @@ product where the finished ones go, and the other runs of the same batch
 unaffected."""
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -663,6 +665,56 @@ def test_a_full_disk_fails_that_run_only(tmp_path, work_tmp):
     assert_no_processes_left()
 
 
+def fill(folder):
+    """Fills the file system of folder to the last byte (a file of zeros
+    written until ENOSPC); returns the file."""
+    path = os.path.join(folder, 'filler')
+    with open(path, 'wb') as f:
+        try:
+            while True:
+                f.write(b'\0' * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == 28
+    return path
+
+
+def test_a_full_disk_when_the_run_record_is_written(tmp_path, work_tmp,
+                                                    monkeypatch):
+    """The disk fills up just after the run ended well, before its record
+    is written: that run fails, saying so; the others go on."""
+    out = tmp_path / 'out'
+    raws = {n: image(tmp_path, 'raw_' + n) for n in ('a', 'full', 'b')}
+    with mounted(out / 'full', 'size=2m') as disk:
+        real_remove = cpl._run._remove_workdir
+
+        def then_fill(workdir):
+            # the last step of a run that succeeded, before any record
+            real_remove(workdir)
+            if workdir.startswith(disk + os.sep):
+                fill(disk)
+        monkeypatch.setattr(cpl._run, '_remove_workdir', then_fill)
+        w = Workflow()
+        w.add('rtest_hang', raws['a'], tag='RAW', param={'seconds': 1.5},
+              name='a')
+        w.add('rtest_product', raws['full'], tag='RAW', name='full')
+        w.add('rtest_hang', raws['b'], tag='RAW', param={'seconds': 1.5},
+              name='b')
+        with new_run_dirs_only(work_tmp):
+            report = w.run(n_workers=3, output_dir=str(out), **OPTS)
+        assert {r.name: r.status for r in report} == {
+            'a': 'success', 'full': 'failed', 'b': 'success'}
+        error = report['full'].error
+        assert os.path.join(str(out), 'full', parallel.RUN_RECORD) in error
+        assert 'No space left on device' in error
+        # nothing stray: no product, no record, no temporary file
+        assert sorted(os.listdir(disk)) == ['filler', 'full.log']
+        for name in ('a', 'b'):
+            assert os.path.isfile(report[name].products['HANG_PRODUCT'])
+            assert os.path.isfile(out / name / parallel.RUN_RECORD)
+    assert_no_processes_left()
+
+
 def test_a_full_disk_while_products_are_copied(raw, tmp_path):
     """Products copied across file systems: a copy that does not fit
     leaves nothing in the output folder, not even a part."""
@@ -840,13 +892,127 @@ def test_a_dropped_ctrl_c_still_stops_a_call(raw, work_tmp, monkeypatch):
     from cpl.logger import LogReader
     drop_an_interrupt_once(monkeypatch, LogReader, 'poll')
     start = time.monotonic()
-    with new_run_dirs_only(work_tmp) as kept:
+    with new_run_dirs_only(work_tmp):       # an interrupted run leaves none
         with pytest.raises(KeyboardInterrupt):
             cpl.Recipe('rtest_hang')(raw, tag='RAW')
-        kept.extend(run_dirs(work_tmp))     # kept for inspection, as a kill
     assert time.monotonic() - start < 15
     assert_no_processes_left()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    for name in kept:
-        remove_run_dir(type('E', (), {'workdir': os.path.join(work_tmp,
-                                                               name)}))
+
+
+#: Ctrl-C at as many moments of a call's life: before its process
+#: started, while it runs, as it ends and after
+CALL_CTRL_C_TRIES = 16
+
+
+def test_a_call_stopped_by_ctrl_c_leaves_no_folder(raw, tmp_path, work_tmp):
+    r = cpl.Recipe('rtest_hang')
+    out = str(tmp_path / 'out')
+    interrupted = 0
+    with new_run_dirs_only(work_tmp):
+        for attempt in range(CALL_CTRL_C_TRIES):
+            timer = threading.Timer(0.05 * (attempt + 1),
+                                    _thread.interrupt_main)
+            timer.start()
+            try:
+                # half of them with their folder in the output folder
+                r(raw, tag='RAW', param={'seconds': 0.3},
+                  output_dir=out if attempt % 2 else None)
+                timer.join()
+                time.sleep(0.1)     # a Ctrl-C after the end lands here
+            except KeyboardInterrupt:
+                interrupted += 1
+            finally:
+                timer.cancel()
+            assert not os.path.exists(os.path.join(out, '.cplrun-work'))
+    assert interrupted
+    assert_no_processes_left()
+
+
+EXIT_SCRIPT = textwrap.dedent('''
+    import sys
+    import cpl
+    cpl.Recipe.path = [sys.argv[1]]
+    r = cpl.Recipe('rtest_hang')
+    r.threaded = True
+    runs = [r(sys.argv[2], tag='RAW'), r(sys.argv[2], tag='RAW'),
+            r(sys.argv[2], tag='RAW', output_dir=sys.argv[3])]
+    sys.stdin.readline()        # then exits, the runs still going
+''')
+
+
+def test_a_script_exiting_with_threaded_runs_in_flight_leaves_nothing(
+        recipe_dir, raw, tmp_path):
+    out = str(tmp_path / 'out')
+    tmp = tmp_path / 'tmp'
+    tmp.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, '-c', EXIT_SCRIPT, recipe_dir, raw, out],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=dict(os.environ, TMPDIR=str(tmp)))
+    me = psutil.Process(proc.pid)
+
+    def runs():
+        try:
+            return [r.pid for s in me.children() for r in s.children()
+                    if r.cwd().startswith((str(tmp), out))]
+        except psutil.Error:
+            return []
+    try:
+        assert wait_until(lambda: len(runs()) == 3, 30), 'the runs never ran'
+        pids = runs()
+        proc.stdin.write(b'\n')
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0, proc.stderr.read().decode()
+    finally:
+        proc.kill()
+    assert wait_until(lambda: all(is_gone(p) for p in pids), 10)
+    assert run_dirs(str(tmp)) == []
+    assert not os.path.exists(os.path.join(out, '.cplrun-work'))
+
+
+def test_a_timed_out_muse_run_keeps_its_log_only(system_path, data_dir,
+                                                 tmp_path, work_tmp):
+    folder, manifest = data_dir
+    try:
+        r = cpl.Recipe('muse_bias')
+    except cpl.RecipeNotFoundError:
+        pytest.skip('the MUSE pipeline is not installed')
+    sof = next(s['sof'] for s in manifest['steps']
+               if s['recipe'] == 'muse_bias')
+    raw = cpl.esorex.load_sof(sof)['BIAS']
+    out = tmp_path / 'out'
+    stopped = []
+
+    def stop_after_the_first_product():
+        # frozen with products written (SIGSTOP): the timeout finds it so
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not stopped:
+            for p in recipe_processes():
+                try:
+                    if p.cwd().startswith(str(out)) and any(
+                            n.endswith('.fits') for n in os.listdir(p.cwd())):
+                        p.suspend()
+                        stopped.append(p.pid)
+                except (psutil.Error, OSError):
+                    pass
+            time.sleep(0.01)
+    watcher = threading.Thread(target=stop_after_the_first_product)
+    watcher.start()
+    try:
+        with pytest.raises(cpl.RecipeTimeout) as info:
+            r(raw, tag='BIAS', output_dir=str(out), timeout=15)
+    finally:
+        watcher.join()
+    assert stopped, 'muse_bias never wrote a product'
+    exc = info.value
+    assert re.search(r'its partial products \((\d+) FITS files\) were '
+                     r'removed, its log is kept', str(exc)), str(exc)
+    assert int(re.search(r'\((\d+) FITS', str(exc)).group(1)) >= 1
+    assert exc.workdir in str(exc) and exc.log_file in str(exc)
+    assert sorted(os.listdir(exc.workdir)) in (
+        ['.cplrun-log'], ['.cplrun-log', '.cplrun-output'])
+    assert 'muse_bias' in open(exc.log_file).read()
+    assert fits_files(out) == []
+    remove_run_dir(exc)
+

@@ -356,21 +356,103 @@ def test_a_changed_input_file_reruns_its_runs_and_their_dependents(
     assert os.path.isfile(report['a'].products['PRODUCT'])
 
 
-def test_a_rerun_that_dies_leaves_no_finished_run(raw, out, ran):
+def test_a_rerun_that_dies_keeps_the_earlier_run(raw, out, ran):
     w = Workflow()
     w.add('rtest_hang', raw, tag='RAW', param={'seconds': 0.3}, name='h')
     first = w.run(output_dir=out, **OPTS)
     assert first['h'].status == 'success'
     product = first['h'].products['HANG_PRODUCT']
-    assert os.path.isfile(record_file(out, 'h'))
-    # a forced rerun killed mid-way: the old record and product are gone
+    record = open(record_file(out, 'h'), 'rb').read()
+    content = open(product, 'rb').read()
+    # a forced rerun killed mid-way: the earlier record and product stay
     second = w.run(output_dir=out, force=True, timeout=0.1, **OPTS)
     assert second['h'].status == 'timeout'
-    assert not os.path.exists(record_file(out, 'h'))
-    assert not os.path.exists(product)
+    assert open(record_file(out, 'h'), 'rb').read() == record
+    assert open(product, 'rb').read() == content
+    assert fits_in(os.path.join(out, 'h')) == ['rtest_hang.fits']
     del ran[:]
     third = w.run(output_dir=out, **OPTS)
-    assert ran == ['h'] and third['h'].status == 'success'
+    assert ran == [] and third['h'].status == 'cached'
+    assert third['h'].products == first['h'].products
+
+
+def fits_in(folder):
+    return sorted(n for n in os.listdir(folder) if n.endswith('.fits'))
+
+
+def test_a_failed_rerun_keeps_the_products_and_the_report_keeps_every_run(
+        raw, raw2, out, ran):
+    # as cplrun run X a.sof b.sof c.sof, then cplrun run X b.sof with
+    # parameters that make it fail
+    names = ['a', 'b', 'c']
+    first = run_batch('rtest_error', [raw, raw2, raw], tag='RAW', names=names,
+                      param={'fail': False}, output_dir=out, **OPTS)
+    assert first.ok
+    product = first['b'].products['ERROR_PRODUCT']
+    content = open(product, 'rb').read()
+    record = open(record_file(out, 'b'), 'rb').read()
+    failed = run_batch('rtest_error', [raw2], tag='RAW', names=['b'],
+                       param={'fail': True}, output_dir=out, **OPTS)
+    assert failed['b'].status == 'failed'
+    assert len(failed) == 1                 # the returned report: this call
+    assert open(product, 'rb').read() == content
+    assert open(record_file(out, 'b'), 'rb').read() == record
+    assert fits_in(os.path.join(out, 'b')) == ['rtest_error.fits']
+    saved = Report.from_json(os.path.join(out, 'report.json'))
+    assert {r.name: (r.status, r.earlier_invocation) for r in saved} == {
+        'b': ('failed', False), 'a': ('success', True),
+        'c': ('success', True)}
+    assert saved['a'].products == first['a'].products
+    # the earlier run is reused as it was: the failure changed nothing
+    del ran[:]
+    again = run_batch('rtest_error', [raw2], tag='RAW', names=['b'],
+                      param={'fail': False}, output_dir=out, **OPTS)
+    assert ran == [] and again['b'].status == 'cached'
+    # a successful rerun replaces the products, in place, under their names
+    del ran[:]
+    replaced = run_batch('rtest_error', [raw], tag='RAW', names=['b'],
+                         param={'fail': False}, output_dir=out, **OPTS)
+    assert ran == ['b'] and replaced['b'].status == 'success'
+    assert replaced['b'].products == first['b'].products
+    assert fits_in(os.path.join(out, 'b')) == ['rtest_error.fits']
+    assert fits.getval(product, 'ESO PRO REC1 RAW1 NAME') == \
+        os.path.basename(raw)
+    assert sorted(os.listdir(os.path.join(out, 'b'))) == [
+        parallel.RUN_RECORD, 'b.log', 'rtest_error.fits']
+    saved = Report.from_json(os.path.join(out, 'report.json'))
+    assert {r.name: (r.status, r.earlier_invocation) for r in saved} == {
+        'b': ('success', False), 'a': ('success', True),
+        'c': ('success', True)}
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'rewritten'])
+def test_a_damaged_product_is_not_reused(raw, out, ran, damage):
+    w = Workflow()
+    a = w.add('rtest_copy', raw, name='a')
+    w.add('rtest_copy', a.PRODUCT, name='b')
+    first = w.run(output_dir=out, **OPTS)
+    product = first['a'].products['PRODUCT']
+    content = open(product, 'rb').read()
+    st = os.stat(product)
+    if damage == 'truncated':
+        os.truncate(product, st.st_size - 2880)
+    else:
+        # the same size and modification time, other bytes
+        with open(product, 'r+b') as f:
+            f.seek(st.st_size - 4)
+            f.write(b'\x7f\x7f\x7f\x7f')
+        os.utime(product, ns=(st.st_atime_ns, st.st_mtime_ns))
+    del ran[:]
+    report = w.run(output_dir=out, **OPTS)
+    # a reruns; it makes the same product again, so b's input is what b
+    # had, and b is reused
+    assert ran == ['a']
+    assert [report[n].status for n in 'ab'] == ['success', 'cached']
+    assert open(product, 'rb').read() == content
+    assert fits_in(os.path.join(out, 'a')) == ['rtest_copy.fits']
+    del ran[:]
+    assert [r.status for r in w.run(output_dir=out, **OPTS)] == \
+        ['cached', 'cached'] and ran == []
 
 
 # --- before anything runs -------------------------------------------------------------
@@ -715,6 +797,69 @@ def test_ctrl_c_kills_the_runs_and_saves_the_report(raw, out):
         assert wait_until(lambda: is_gone(pid_of(saved[name])), 5)
         assert not os.path.exists(record_file(out, name))
     assert wait_until(lambda: not recipe_procs('rtest_hang'), 5)
+
+
+def recorded(folder):
+    """The products the run record in folder names ({} without one)."""
+    try:
+        with open(os.path.join(folder, parallel.RUN_RECORD)) as f:
+            return json.load(f)['products']
+    except FileNotFoundError:
+        return {}
+
+
+#: Ctrl-C at as many moments around the end of the runs, to catch the
+#: runs that end just as it comes.
+CTRL_C_TRIES = 30
+
+
+def test_ctrl_c_as_runs_end_leaves_every_folder_consistent(raw, tmp_path):
+    """Whatever the moment of Ctrl-C: a run reported success has its
+    record, and the record names exactly the products in its folder; a
+    run not reported success has no record and no product."""
+    def workflow():
+        w = Workflow()
+        for i in range(4):
+            w.add('rtest_hang', raw, tag='RAW', name='h%d' % i,
+                  param={'seconds': 0.1 + 0.1 * (i % 2)})
+        return w
+    start = time.monotonic()
+    workflow().run(n_workers=4, output_dir=str(tmp_path / 'timing'), **OPTS)
+    duration = time.monotonic() - start
+    outcomes = collections.Counter()
+    for attempt in range(CTRL_C_TRIES):
+        out = str(tmp_path / ('r%02d' % attempt))
+        # from 60 % to 140 % of a whole run's time
+        delay = duration * (0.6 + 0.8 * attempt / CTRL_C_TRIES)
+        timer = threading.Timer(delay, _thread.interrupt_main)
+        timer.start()
+        try:
+            workflow().run(n_workers=4, output_dir=out, **OPTS)
+            timer.join()
+            time.sleep(0.1)         # a Ctrl-C after the end lands here
+        except KeyboardInterrupt:
+            pass
+        finally:
+            timer.cancel()
+        for name in os.listdir(out) if os.path.isdir(out) else ():
+            folder = os.path.join(out, name)
+            if os.path.isdir(folder):
+                # a record names exactly the products in its folder
+                assert fits_in(folder) == sorted(
+                    os.path.basename(p)
+                    for p in recorded(folder).values()), (attempt, name)
+        if not os.path.exists(os.path.join(out, 'report.json')):
+            continue        # stopped before anything ran
+        for r in Report.from_json(os.path.join(out, 'report.json')):
+            outcomes[r.status] += 1
+            products = recorded(os.path.join(out, r.name))
+            if r.status == 'success':
+                assert products == r.products, (attempt, r)
+            else:
+                assert r.status == 'cancelled', (attempt, r)
+                assert products == {}, (attempt, r)
+    # the moments really were around the end: both outcomes were seen
+    assert outcomes['success'] and outcomes['cancelled'], outcomes
 
 
 # --- real pipelines --------------------------------------------------------------------------
