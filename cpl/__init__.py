@@ -12,10 +12,6 @@ from .frames import FrameConfig
 from .result import CplError, CplWarning, RecipeCrash, RecipeTimeout, Result
 from . import dfs, esorex
 
-# python-cpl 0.7.4 sets this class attribute when imported; scripts may
-# read it, nothing in either package does.
-Recipe.dir = '.'
-
 __author__ = 'The cplrun developers'
 __all__ = ['Recipe', 'Parameter', 'FrameConfig', 'Result', 'CplError',
            'CplWarning', 'RecipeCrash', 'RecipeTimeout', 'RecipeNotFoundError', 'dfs',
@@ -31,3 +27,8 @@ def __getattr__(name: str):
         version = _index.cpl_version()
         return [version] if version else []
     raise AttributeError(name)
+
+
+# python-cpl 0.7.4 sets this class attribute when imported; scripts may
+# read it, nothing in either package does.
+Recipe.dir = '.'
