@@ -22,7 +22,6 @@ import cpl
 from cpl import _products
 from conftest import REPO, wait_until
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def listing(folder):
