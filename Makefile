@@ -11,10 +11,12 @@ DEMO_DIR ?= demo-output
 
 # What the project uses from Debian: CPL, esorex, pipelines, gdb for crash
 # backtraces, python-cpl as the benchmark's anchor, tmux for the progress
-# display test.
+# display test, a FAT file system (no hard links) for the output-folder
+# test: mkfs.vfat, and fusefat where the kernel cannot mount vfat.
 DEBIAN_PACKAGES = libcpl-dev esorex gdb gcc make python3-venv \
                   cpl-plugin-uves cpl-plugin-naco cpl-plugin-muse \
                   python3-cpl tmux slurm-wlm munge
+DEBIAN_PACKAGES += dosfstools fusefat
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 STAMP_DEBIAN = $(VENV)/.debian-packages

@@ -26,7 +26,7 @@ from typing import Any
 from astropy.io import fits
 
 from . import _runner
-from ._products import files_in, place_products
+from ._products import Identity, files_in, place_products
 from .frames import MemoryFrame
 from .logger import LogReader, runner_loglevel
 from .result import (CplError, RecipeCrash, RecipeTimeout, Result, Stat,
@@ -71,7 +71,7 @@ class RunSpec:
     #: Noted when the spec is made, that is when the call is made: a call
     #: waiting for a free slot, or a threaded one, overlaps the runs that
     #: end meanwhile.
-    output_before: dict | None = None
+    output_before: dict[str, Identity] | None = None
 
     def __post_init__(self) -> None:
         if self.output_before is None:

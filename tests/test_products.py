@@ -22,7 +22,6 @@ import cpl
 from cpl import _products
 from conftest import REPO, wait_until
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def listing(folder):
@@ -186,23 +185,38 @@ def test_overlapping_threaded_calls_keep_both_products(raw, tmp_path, caplog):
 
 @pytest.mark.parametrize('attempt', range(3))
 def test_concurrent_calls_sharing_output_dir(raw_images, tmp_path, attempt):
-    """Four calls ending together, with an earlier call's product there:
-    one replaces it, each keeps its own product."""
+    """Four calls made before any ends (each lasts 1 s), with an earlier
+    call's product there: the first to end replaces it, each keeps its
+    own product."""
     out = str(tmp_path / 'shared')
-    r = cpl.Recipe('rtest_copy')
-    r(raw_images[7], output_dir=out)
+    hang(0.0)(raw_images[7], output_dir=out)
     inputs = raw_images[:4]
+    r = hang(1.0)
     threads = [r(path, output_dir=out, threaded=True) for path in inputs]
-    paths = [t.result(timeout=60).PRODUCT for t in threads]
+    paths = [t.result(timeout=60).HANG_PRODUCT for t in threads]
     assert sorted(os.path.basename(p) for p in paths) == [
-        'rtest_copy-1.fits', 'rtest_copy-2.fits', 'rtest_copy-3.fits',
-        'rtest_copy.fits']
+        'rtest_hang-1.fits', 'rtest_hang-2.fits', 'rtest_hang-3.fits',
+        'rtest_hang.fits']
     for path, source in zip(paths, inputs):
-        assert np.array_equal(fits.getdata(path), fits.getdata(source))
         header = fits.getheader(path)
-        assert header['OBJECT'] == fits.getheader(source)['OBJECT']
+        assert header['ESO PRO REC1 RAW1 NAME'] == os.path.basename(source)
         assert header['PIPEFILE'] == os.path.basename(path)
     assert listing(out) == sorted(os.path.basename(p) for p in paths)
+
+
+def test_a_threaded_call_made_after_another_ended_replaces_it(raw, raw2,
+                                                             tmp_path):
+    """Overlap is in time: a threaded call is a later call for a run that
+    ended before it was made."""
+    out = str(tmp_path / 'out')
+    r = cpl.Recipe('rtest_copy')
+    first = r(raw, output_dir=out, threaded=True)
+    first.result(60)
+    second = r(raw2, output_dir=out, threaded=True).result(60)
+    assert first.result().PRODUCT == second.PRODUCT == os.path.join(
+        out, 'rtest_copy.fits')
+    assert np.array_equal(fits.getdata(second.PRODUCT), fits.getdata(raw2))
+    assert listing(out) == ['rtest_copy.fits']
 
 
 def test_a_file_made_during_the_call_is_kept(raw, tmp_path, caplog):
@@ -457,9 +471,12 @@ def test_on_a_fat_file_system(raw, fat_dir, caplog):
     with pytest.raises(OSError) as info:
         os.link(probe, probe + '2')
     assert info.value.errno in (errno.EPERM, errno.EOPNOTSUPP)
+    # fusefat's time stamps count whole seconds; the kernel's vfat keeps
+    # the creation time in 10 ms as ctime
+    coarse = _products._whole_seconds(os.stat(probe))
     out = os.path.join(fat_dir, 'out')
-    rerun_and_overlap(raw, out, caplog,
-                      pause=_products.COARSE_STAMP_MARGIN + 0.5)
+    rerun_and_overlap(raw, out, caplog, pause=_products.COARSE_STAMP_MARGIN
+                      + 0.5 if coarse else 0.0)
 
 
 def test_without_file_locks_nothing_is_replaced(raw, tmp_path, monkeypatch,
