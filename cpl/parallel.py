@@ -24,11 +24,13 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 import warnings as _warnings
 from typing import IO, Any, Callable, Iterable, Mapping, Sequence
 
 from . import esorex
+from ._records import (RUN_RECORD, WORK_FOLDER, commit, file_digest,
+                       forget_failures, remove_staging, reusable_products,
+                       unlink_quietly)
 from ._backends import backend_for, dask_worker, watch_dask_cancel
 from ._run import Cancelled, RunControl, execute, interrupts_noted
 from .frames import frame_items
@@ -39,11 +41,6 @@ from .result import CplError, RecipeCrash, RecipeTimeout
 STATUSES = ('success', 'failed', 'crashed', 'timeout', 'skipped', 'cached',
             'cancelled')
 DONE_OK = ('success', 'cached')
-#: The per-run record of a finished run, inside its folder.
-RUN_RECORD = '.cplrun-run.json'
-#: Inside a run folder: the work folders of its runs, and the products of
-#: a run going on, until they replace the earlier run's.
-WORK_FOLDER = '.cplrun-work'
 #: RAM a run needs per byte of input, for the pre-flight estimate.
 RAM_PER_INPUT_BYTE = 4.0
 #: Disk a run needs per byte of input.
@@ -357,7 +354,7 @@ class Report:
                 json.dump(self.to_dict(), f, indent=2)
             os.replace(tmp, path)
         except BaseException:
-            _unlink_quietly(tmp)        # a full disk leaves no stray file
+            unlink_quietly(tmp)        # a full disk leaves no stray file
             raise
 
     @classmethod
@@ -438,10 +435,11 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
                                                      dir=work_base)
         try:
             result = execute(spec, control)
-            outcome['products'] = _commit(
-                task, {tag: value for tag, value in result})
+            outcome['products'] = commit(
+                task['output_dir'], task.get('key'), task['recipe'],
+                {tag: value for tag, value in result})
         finally:
-            _remove_staging(staging)
+            remove_staging(staging)
         outcome['status'] = 'success'
     except Cancelled:
         outcome['status'] = 'cancelled'
@@ -452,6 +450,9 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
         outcome['status'], outcome['error'] = 'crashed', str(exc)
     except CplError as exc:
         outcome['status'], outcome['error'] = 'failed', str(exc)
+        if exc.workdir:
+            # kept until the run is tried again: the report says where
+            outcome['error'] += '\n    (files kept in %s)' % exc.workdir
     except Exception as exc:        # bad input found at run time
         outcome['status'] = 'failed'
         outcome['error'] = '%s: %s' % (type(exc).__name__, exc)
@@ -469,147 +470,6 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
 
 
 # --- the execution of a workflow ---------------------------------------------
-
-#: SHA-256 of the files read in this process, by (path, stat figures).
-_digests: dict[tuple, str] = {}
-
-
-def _stat_key(path: str) -> tuple:
-    st = os.stat(path)
-    # ctime and inode too: a rewrite that keeps size and mtime (cp -p,
-    # rsync -t, os.utime) still changes them.
-    return (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-
-
-def _file_digest(path: str) -> str:
-    key = _stat_key(path)
-    digest = _digests.get(key)
-    if digest is None:
-        h = hashlib.sha256()
-        with open(path, 'rb') as f:
-            for block in iter(lambda: f.read(1 << 20), b''):
-                h.update(block)
-        digest = _digests[key] = h.hexdigest()
-    return digest
-
-
-def _fingerprint(path: str) -> dict:
-    """What the run record keeps of a product, to tell later that it is
-    still the file the run made (a truncated or rewritten one is not)."""
-    return {'size': os.path.getsize(path), 'sha256': _file_digest(path)}
-
-
-def _intact(path: str, fingerprint: Any) -> bool:
-    if not isinstance(fingerprint, dict):
-        return False
-    try:
-        # the size first: a truncated file costs no reading
-        return os.path.getsize(path) == fingerprint.get('size') and \
-            _file_digest(path) == fingerprint.get('sha256')
-    except OSError:
-        return False
-
-
-def _read_record(run_dir: str) -> dict:
-    """The run record in run_dir, or {} when there is none (or it is not
-    one: a record damaged by a crash only means the run reruns)."""
-    try:
-        with open(os.path.join(run_dir, RUN_RECORD), encoding='utf-8') as f:
-            record = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
-def _recorded_files(record: dict, run_dir: str) -> set[str]:
-    """The products a record names inside run_dir (the only ones a rerun
-    may replace or remove)."""
-    return {p for value in record.get('products', {}).values()
-            for p in frame_items(value)
-            if isinstance(p, str) and os.path.dirname(p) == run_dir}
-
-
-def _commit(task: Mapping[str, Any], staged: dict) -> dict:
-    """Puts a successful run's products (in a staging folder of its run
-    folder) in place of the earlier run's, and its record in place of the
-    earlier record; returns the products as they are then.
-
-    The new record is written first, beside the old one: when that fails
-    (a full disk), nothing of the earlier run was touched, and this run
-    fails with the reason.  Then the products replace the earlier ones of
-    the same name (renames within one file system), the record replaces
-    the earlier record, and earlier products that this run did not make
-    again go.  A run stopped in between leaves an earlier record whose
-    checksums no longer match: it reruns."""
-    run_dir = task['output_dir']
-    record_path = os.path.join(run_dir, RUN_RECORD)
-    earlier = _recorded_files(_read_record(run_dir), run_dir)
-    targets: dict[str, str] = {}
-    for path in dict.fromkeys(p for v in staged.values()
-                              for p in frame_items(v)):
-        targets[path] = _free_name(run_dir, os.path.basename(path), earlier,
-                                   set(targets.values()))
-    products = {tag: [targets[p] for p in value] if isinstance(value, list)
-                else targets[value] for tag, value in staged.items()}
-    files = {targets[p]: _fingerprint(p) for p in targets}
-    tmp = os.path.join(run_dir, '.cplrun-record-%s.tmp' % uuid.uuid4().hex[:12])
-    try:
-        with open(tmp, 'x', encoding='utf-8') as f:
-            json.dump({'key': task.get('key'), 'recipe': task['recipe'],
-                       'products': products, 'files': files,
-                       'finished': time.time()}, f)
-    except OSError as exc:
-        _unlink_quietly(tmp)
-        raise OSError(exc.errno, 'the run record %s cannot be written (%s); '
-                      'the products of this run were not kept, those of an '
-                      'earlier run in %s are untouched'
-                      % (record_path, exc.strerror or exc, run_dir),
-                      record_path) from exc
-    try:
-        for path, target in targets.items():
-            os.replace(path, target)
-            _digests[_stat_key(target)] = files[target]['sha256']
-        os.replace(tmp, record_path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    for path in earlier - set(files):
-        _unlink_quietly(path)
-    return products
-
-
-def _free_name(run_dir: str, name: str, replaceable: set[str],
-               taken: set[str]) -> str:
-    """run_dir/name, or the first free run_dir/stem-N.ext: a file of that
-    name that an earlier record of this run names may be replaced, any
-    other file stays."""
-    stem, ext = os.path.splitext(name)
-    for n in range(100000):
-        target = os.path.join(run_dir, name if n == 0 else
-                              '%s-%d%s' % (stem, n, ext))
-        if target not in taken and (target in replaceable or
-                                    not os.path.lexists(target)):
-            return target
-    raise OSError('no free name for %s in %s' % (name, run_dir))
-
-
-def _remove_staging(staging: str) -> None:
-    """Removes a run's staging folder (empty once its products were put
-    in place; a failed run's products are not kept), and the run folder's
-    work folder when nothing else is left in it."""
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        os.rmdir(os.path.dirname(staging))
-    except OSError:
-        pass            # a failed run's folder, kept for inspection
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
 
 class _Execution:
     """The state of one :meth:`Workflow.run`."""
@@ -757,34 +617,11 @@ class _Execution:
             # n_workers): another n_workers reuses the same runs
             'env': sorted((k, v) for k, v in task['env'].items()
                           if k not in task.get('auto_env', ())),
-            'raw': [_file_digest(f) for f in task['raw']],
-            'calib': sorted((t, [_file_digest(f) for f in fs])
+            'raw': [file_digest(f) for f in task['raw']],
+            'calib': sorted((t, [file_digest(f) for f in fs])
                             for t, fs in task['calib'].items())}
         return hashlib.sha256(json.dumps(digest, sort_keys=True).encode()
                               ).hexdigest()
-
-    @staticmethod
-    def _reusable(task: dict, key: str) -> dict | None:
-        """The products of an earlier identical run, if each is still the
-        file that run made (same size and checksum)."""
-        record = _read_record(task['output_dir'])
-        if record.get('key') != key:
-            return None
-        products = record.get('products')
-        files = record.get('files')
-        if not isinstance(products, dict) or not isinstance(files, dict):
-            return None         # a record of an older cplrun: no checksums
-        paths = [p for v in products.values() for p in frame_items(v)]
-        return products if all(_intact(p, files.get(p)) for p in paths) \
-            else None
-
-    @staticmethod
-    def _forget_failures(task: dict) -> None:
-        """Before a rerun: the work folders earlier failures left for
-        inspection go (their errors were about those runs); the earlier
-        record and products stay until this run replaces them."""
-        shutil.rmtree(os.path.join(task['output_dir'], WORK_FOLDER),
-                      ignore_errors=True)
 
     # -- the loop
     def run(self) -> Report:
@@ -902,7 +739,8 @@ class _Execution:
             record.omp_threads = _int_or_none(task['env'].get(
                 'OMP_NUM_THREADS', os.environ.get('OMP_NUM_THREADS')))
             record.log = task['log']
-            reused = None if self.o['force'] else self._reusable(task, key)
+            reused = None if self.o['force'] else reusable_products(
+                task['output_dir'], key)
             if reused is not None:
                 record.status, record.products = 'cached', reused
                 self.products[node.name] = reused
@@ -917,7 +755,7 @@ class _Execution:
                     task['output_dir'], exc.strerror or exc)
                 settled = failed = True
                 continue
-            self._forget_failures(task)
+            forget_failures(task['output_dir'])
             task['key'] = key
             self._submit(futures, node, task, key)
         return settled, failed
