@@ -7,6 +7,8 @@ import logging
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 import tracemalloc
 
@@ -288,3 +290,34 @@ def test_long_lines_are_cut_in_memory_not_in_the_file(tmp_path):
     assert all(len(m) < logger.MAX_LINE_BYTES + 50 for m in messages)
     assert messages[1].endswith('[cut at %d bytes]' % logger.MAX_LINE_BYTES)
     assert entries.file == str(path) and str(path) in messages[-1]
+
+
+KEPT_LOG_SCRIPT = r'''
+import os, sys
+import cpl
+from cpl import logger
+logger.LOG_HEAD_RECORDS = logger.LOG_TAIL_RECORDS = 5
+cpl.Recipe.path = [sys.argv[1]]
+res = cpl.Recipe('rtest_biglog')(sys.argv[2], tag='RAW', param={'lines': 100})
+assert res.log.omitted > 0, res.log
+pid = os.fork()
+if pid == 0:
+    sys.exit(0)         # the child's exit leaves its parent's file
+os.waitpid(pid, 0)
+assert os.path.isfile(res.log.file)
+print(res.log.file)
+'''
+
+
+def test_a_kept_whole_log_goes_at_exit_not_at_a_childs(recipe_dir, raw,
+                                                       tmp_path):
+    proc = subprocess.run(
+        [sys.executable, '-c', KEPT_LOG_SCRIPT, recipe_dir, raw],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
+        env=dict(os.environ, TMPDIR=str(tmp_path)))
+    out = proc.stdout.decode(errors='replace')
+    assert proc.returncode == 0, out
+    path = out.splitlines()[-1]
+    assert os.path.dirname(path) == str(tmp_path)
+    assert not os.path.exists(path)
+    assert os.listdir(str(tmp_path)) == []
