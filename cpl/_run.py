@@ -27,6 +27,7 @@ from astropy.io import fits
 
 from . import _runner
 from ._products import Identity, files_in, place_products
+from ._slots import SlotWait
 from .frames import MemoryFrame
 from .logger import LogReader, runner_loglevel
 from .result import (CplError, RecipeCrash, RecipeTimeout, Result, Stat,
@@ -303,9 +304,18 @@ atexit.register(_live_runs.abandon_all)
 
 
 def execute(spec: RunSpec, control: RunControl | None = None) -> Result:
-    """Runs spec to its end; raises CplError, RecipeCrash, RecipeTimeout
-    or Cancelled, each naming the recipe and where its log is."""
+    """Runs spec to its end, in a slot of :mod:`cpl._slots` (waiting for
+    one until the run is cancelled); raises CplError, RecipeCrash,
+    RecipeTimeout or Cancelled, each naming the recipe and where its log
+    is."""
     control = control or RunControl()
+    with SlotWait(control.cancel_requested) as slot:
+        if not slot.granted:
+            raise Cancelled()
+        return _execute_in_slot(spec, control)
+
+
+def _execute_in_slot(spec: RunSpec, control: RunControl) -> Result:
     if control.cancel_requested.is_set():
         raise Cancelled()
     run = _live_runs.add(_make_workdir(spec))
@@ -326,8 +336,9 @@ def _execute(spec: RunSpec, control: RunControl, run: _LiveRun) -> Result:
     workdir = run.workdir
     try:
         fields = _request(spec, workdir)
-        server = run.server = _runner.pool.get(spec.env)
-        handle = run.handle = server.submit(fields)
+        with _runner.pool.reserved(spec.env) as server:
+            run.server = server
+            handle = run.handle = server.submit(fields)
     except _runner.RunnerError as exc:
         _remove_workdir(workdir)
         raise _runner.RunnerError('recipe %s could not run (%s): %s' % (
@@ -348,7 +359,7 @@ def _execute(spec: RunSpec, control: RunControl, run: _LiveRun) -> Result:
     wall = time.monotonic() - started
     control.pid, control.exit = handle.pid, handle.exit
     log.close()
-    _add_output_lines(log, os.path.join(workdir, OUTPUT_FILE))
+    log.add_output(os.path.join(workdir, OUTPUT_FILE))
     if spec.log_copy:
         _copy_log(workdir, spec.log_copy, spec.logname)
     return _outcome(spec, workdir, handle, reason, log, wall)
@@ -368,24 +379,6 @@ def _copy_log(workdir: str, path: str, logname: str) -> None:
     except OSError as exc:
         logging.getLogger(logname).warning(
             'cannot copy the log to %s: %s (it is in %s)', path, exc, workdir)
-
-
-def _add_output_lines(log: LogReader, path: str) -> None:
-    """What the recipe printed directly, bypassing CPL's messaging."""
-    try:
-        with open(path, 'rb') as f:
-            text = f.read().decode('utf-8', errors='replace')
-    except OSError:
-        return
-    logger = logging.getLogger(log.logname + '.output')
-    for line in text.splitlines():
-        # lineno 0, not None: formats with %(lineno)d (pytest's) need one.
-        record = logging.LogRecord(logger.name, logging.INFO, None, 0,
-                                   line, None, None, 'output')
-        record.threadid = None
-        log.entries.append(record)
-        if logger.isEnabledFor(logging.INFO):
-            logger.handle(record)
 
 
 #: The result file is small; a larger one is not the runner's.
@@ -499,9 +492,10 @@ def _outcome(spec: RunSpec, workdir: str, handle: _runner.RunHandle,
     stat = Stat(retval, exit_event.get('utime', 0.0), exit_event.get('stime', 0.0),
                 memory, wall, exit_event.get('maxrss_kb', 0) / 1024.0)
     products = _collect_products(spec, workdir, result['products'], where)
+    entries = log.entries_outliving(spec.log_copy, spec.temp_dir)
     _remove_workdir(workdir)
-    error = CplError(retval, errors, log.entries, spec.recipe) if errors else None
-    return Result(products, log.entries, stat, error, spec.output_dir)
+    error = CplError(retval, errors, entries, spec.recipe) if errors else None
+    return Result(products, entries, stat, error, spec.output_dir)
 
 
 def _remove_partial_products(workdir: str) -> int:

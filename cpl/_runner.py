@@ -6,10 +6,16 @@ serve``, from ``src_c/``), started with exactly that environment, so that
 libgomp and CPL read ``OMP_*`` and ``CPL_*`` as they would in a shell.  The
 server forks one process per run.  Requests go to its stdin as netstrings;
 answers come back as JSON lines, read by one thread per server.
+
+The servers belong to the process that started them.  A child forked from
+it (``os.fork``, multiprocessing's 'fork', a ProcessPoolExecutor on Linux)
+starts with an empty pool and servers of its own: it never writes to the
+parent's servers, reads their replies, signals or closes them.
 """
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import select
@@ -18,9 +24,11 @@ import subprocess
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
-#: Servers kept alive at once; the least recently used idle one goes first.
+#: Idle servers kept alive at once; the least recently used one goes first.
+#: Busy ones are never retired: more environments than this at once run
+#: side by side, and the extra servers go once idle.
 MAX_SERVERS = 8
 #: How long a starting server may take to say it is ready.
 READY_TIMEOUT_SECONDS = 60.0
@@ -28,10 +36,22 @@ READY_TIMEOUT_SECONDS = 60.0
 #: a run's report, stays under half of it: CPLRUN_MAX_REPORT in
 #: src_c/runner.h): it is skipped, never kept whole in memory.
 MAX_EVENT_BYTES = 1 << 20
+#: The longest request payload a server reads, CPLRUN_MAX_REQUEST in
+#: src_c/request.h: a longer one would end the server and every run it
+#: has.  Each server says its own figure when it starts (Server.max_request);
+#: this one stands for a runner that does not.
+MAX_REQUEST_BYTES = 64 << 20
+#: How much of the server's replies is read at once.
+READ_BYTES = 1 << 16
 
 
 class RunnerError(OSError):
     """The runner program is missing or could not be started."""
+
+
+class RequestTooLarge(ValueError):
+    """A run's request is longer than the server reads (too many frames or
+    too long parameter values): it is refused before anything is sent."""
 
 
 def runner_path() -> str:
@@ -50,8 +70,8 @@ def encode_netstring(data: bytes) -> bytes:
     return b'%d:%s,' % (len(data), data)
 
 
-def encode_request(fields: Iterable[tuple[str, str]]) -> bytes:
-    """One request: a netstring of alternating key and value netstrings.
+def encode_fields(fields: Iterable[tuple[str, str]]) -> bytes:
+    """Alternating key and value netstrings, a request's payload.
     ValueError for a NUL character, which no C string can carry (the
     server would refuse the whole request)."""
     parts = []
@@ -61,7 +81,12 @@ def encode_request(fields: Iterable[tuple[str, str]]) -> bytes:
             raise ValueError('a NUL character cannot be passed to a recipe: '
                              '%s=%r' % (k, v))
         parts.append(encode_netstring(key) + encode_netstring(value))
-    return encode_netstring(b''.join(parts))
+    return b''.join(parts)
+
+
+def encode_request(fields: Iterable[tuple[str, str]]) -> bytes:
+    """One request: a netstring of the fields' netstrings."""
+    return encode_netstring(encode_fields(fields))
 
 
 def decode_event(line: bytes) -> dict:
@@ -164,12 +189,20 @@ class Server:
         self._unanswered: deque[RunHandle] = deque()
         self._next_id = 1
         self.closed = False
-        self.last_used = 0.0
+        #: callers between ServerPool.reserved and their submit (the pool's
+        #: lock guards it): the server is not idle while one is there
+        self.reservations = 0
+        #: the process that started the server: the only one that uses it
+        self.owner_pid = os.getpid()
         try:
+            # Unbuffered pipes: a buffered file's lock, held by the reader
+            # thread while it waits, would stay held for ever in a forked
+            # child, and closing the file there would hang.
             self._process = subprocess.Popen(
                 [runner_path(), 'serve'], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                env=self.env, close_fds=True, start_new_session=True)
+                env=self.env, close_fds=True, start_new_session=True,
+                bufsize=0)
         except OSError as exc:
             raise RunnerError(f'cannot start the recipe runner: {exc}') from exc
         line = self._ready_line()
@@ -187,6 +220,9 @@ class Server:
                 f'(exit status {self._process.returncode}'
                 f'{", it said " + repr(line[:200]) if line else ""})')
         self.pid: int = ready['pid']
+        max_request = ready.get('max_request')
+        self.max_request: int = max_request if type(max_request) is int \
+            and max_request > 0 else MAX_REQUEST_BYTES
         cpl_version, gdb = ready.get('cpl_version'), ready.get('gdb')
         self.cpl_version: str | None = cpl_version \
             if isinstance(cpl_version, str) else None
@@ -214,25 +250,50 @@ class Server:
         return line
 
     def _lines(self) -> Iterable[bytes]:
-        """The server's reply lines; overlong ones are skipped."""
-        stdout = self._process.stdout
+        """The server's reply lines; overlong ones, and a last one without
+        its newline, are skipped."""
+        fd = self._process.stdout.fileno()
+        pending, skipping = b'', False
         while True:
-            line = stdout.readline(MAX_EVENT_BYTES)
-            if not line:
+            chunk = os.read(fd, READ_BYTES)
+            if not chunk:
                 return
-            if line.endswith(b'\n'):
-                yield line
-                continue
-            while line and not line.endswith(b'\n'):    # skip the rest
-                line = stdout.readline(MAX_EVENT_BYTES)
+            if skipping:            # the rest of an overlong line
+                end = chunk.find(b'\n')
+                if end < 0:
+                    continue
+                chunk, skipping = chunk[end + 1:], False
+            lines = (pending + chunk).split(b'\n')
+            pending = lines.pop()
+            for line in lines:
+                if len(line) < MAX_EVENT_BYTES:
+                    yield line
+            if len(pending) >= MAX_EVENT_BYTES:
+                pending, skipping = b'', True
+
+    def _write(self, message: bytes) -> None:
+        """Writes all of message (an unbuffered pipe may take part of it)."""
+        view = memoryview(message)
+        while view:
+            view = view[self._process.stdin.write(view):]
 
     @property
     def busy(self) -> bool:
+        """A run is registered, or a caller is about to submit one."""
         with self._lock:
-            return bool(self._handles)
+            return bool(self._handles) or self.reservations > 0
+
+    def _check_owner(self) -> None:
+        if os.getpid() != self.owner_pid:
+            raise RunnerError('the recipe runner (pid %d) belongs to process '
+                              '%d, not to this one' % (self.pid, self.owner_pid))
 
     def submit(self, fields: Sequence[tuple[str, str]]) -> RunHandle:
-        """Starts one run; fields as described in ``src_c/serve.c``."""
+        """Starts one run; fields as described in ``src_c/serve.c``.
+        RequestTooLarge, before anything is sent, when the request is
+        longer than the server reads."""
+        self._check_owner()
+        body = encode_fields(fields)
         # Written under a lock of its own, not the one the reader thread
         # takes for every event: a request longer than the pipe holds is
         # written while the server sends replies, and a reader kept from
@@ -244,14 +305,20 @@ class Server:
                 if self.closed:
                     raise RunnerError('the recipe runner has stopped')
                 handle = RunHandle(self._next_id)
-                message = encode_request(
-                    [('op', 'run'), ('id', str(handle.id))] + list(fields))
+                payload = encode_fields(
+                    [('op', 'run'), ('id', str(handle.id))]) + body
+                if len(payload) > self.max_request:
+                    raise RequestTooLarge(
+                        'recipe %s cannot run: its request (frame names and '
+                        'parameter values) takes %d bytes, more than the %d '
+                        'bytes (%d MiB) the recipe runner reads; nothing was '
+                        'run' % (dict(fields).get('recipe', '?'), len(payload),
+                                 self.max_request, self.max_request >> 20))
                 self._next_id += 1
                 self._handles[handle.id] = handle
                 self._unanswered.append(handle)
             try:
-                self._process.stdin.write(message)
-                self._process.stdin.flush()
+                self._write(encode_netstring(payload))
             except (OSError, ValueError) as exc:
                 with self._lock:
                     self._handles.pop(handle.id, None)
@@ -264,13 +331,13 @@ class Server:
     def kill(self, handle: RunHandle, sig: int = signal.SIGKILL) -> None:
         """Sends sig to the run's process group, if it still runs."""
         with self._write_lock:
-            if self.closed or handle.finished.is_set():
+            if self.closed or handle.finished.is_set() or \
+                    os.getpid() != self.owner_pid:
                 return
             try:
-                self._process.stdin.write(encode_request(
+                self._write(encode_request(
                     [('op', 'kill'), ('id', str(handle.id)),
                      ('signal', str(int(sig)))]))
-                self._process.stdin.flush()
             except (OSError, ValueError):
                 pass
 
@@ -350,7 +417,10 @@ class Server:
                            else 'the recipe runner refused the run')
 
     def close(self) -> None:
-        """Ends the server; runs still going are killed by it."""
+        """Ends the server; runs still going are killed by it.  Nothing in
+        a forked child (see release_after_fork)."""
+        if os.getpid() != self.owner_pid:
+            return
         with self._lock:
             self.closed = True
         with self._write_lock:
@@ -365,6 +435,24 @@ class Server:
             self._process.wait()
         self._reader.join(timeout=10)
 
+    def release_after_fork(self) -> None:
+        """In a forked child: lets go of the parent's server without
+        touching it.  The child's copies of the pipes become /dev/null, so
+        the server still sees the end of its input when the parent goes,
+        and nothing the child does later (closing, collecting) reaches it."""
+        self.closed = True
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._handles = {}
+        self._unanswered = deque()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            for pipe in (self._process.stdin, self._process.stdout):
+                with contextlib.suppress(OSError, ValueError):
+                    os.dup2(devnull, pipe.fileno())
+        finally:
+            os.close(devnull)
+
 
 class ServerPool:
     """The servers, one per environment, started on first use."""
@@ -372,20 +460,39 @@ class ServerPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._servers: OrderedDict[tuple, Server] = OrderedDict()
+        self._pid = os.getpid()
+        #: a forked child's servers of its parent: kept, never used or
+        #: collected (a collected Popen would warn that it still runs)
+        self._inherited: list[Server] = []
 
-    def get(self, env: Mapping[str, str]) -> Server:
+    @contextlib.contextmanager
+    def reserved(self, env: Mapping[str, str]) -> Iterator[Server]:
+        """The server for env, started if needed, for the duration of the
+        block: it is not retired meanwhile, and a run submitted in the block
+        keeps it busy after."""
+        if self._pid != os.getpid():    # forked without the fork hook
+            self.forget_after_fork()
         key = tuple(sorted(env.items()))
         with self._lock:
             server = self._servers.get(key)
-            if server is not None and not server.closed:
-                self._servers.move_to_end(key)
-                return server
-            server = Server(env)
-            self._servers[key] = server
+            if server is None or server.closed:
+                server = self._servers[key] = Server(env)
+            self._servers.move_to_end(key)
+            server.reservations += 1
             retired = self._retire_idle()
         for old in retired:
             old.close()
-        return server
+        try:
+            yield server
+        finally:
+            with self._lock:
+                server.reservations -= 1
+
+    def get(self, env: Mapping[str, str]) -> Server:
+        """The server for env, started if needed (unreserved: it may be
+        retired once idle)."""
+        with self.reserved(env) as server:
+            return server
 
     def _retire_idle(self) -> list[Server]:
         retired = []
@@ -403,9 +510,31 @@ class ServerPool:
         for server in servers:
             server.close()
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: starts empty, the parent's servers released
+        (their lock may have been held by a thread the child does not
+        have)."""
+        self._lock = threading.Lock()
+        for server in self._servers.values():
+            server.release_after_fork()
+            self._inherited.append(server)
+        self._servers = OrderedDict()
+        self._pid = os.getpid()
+
 
 pool = ServerPool()
-atexit.register(pool.close)
+
+
+def _forget_servers_after_fork() -> None:
+    pool.forget_after_fork()
+
+
+def _close_servers_at_exit() -> None:
+    pool.close()
+
+
+os.register_at_fork(after_in_child=_forget_servers_after_fork)
+atexit.register(_close_servers_at_exit)
 
 
 def describe(files: Sequence[str]) -> dict:

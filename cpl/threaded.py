@@ -1,4 +1,5 @@
-"""Background recipe calls, and the bound on how many run at once.
+"""Background recipe calls (the bound on how many run at once is in
+:mod:`cpl._slots`).
 
 A call with ``threaded=True`` returns a :class:`RecipeThread` at once.  It
 is a :class:`threading.Thread` and behaves like a
@@ -9,84 +10,14 @@ process, only its arguments."""
 from __future__ import annotations
 
 import threading
-from collections import deque
 from concurrent.futures import CancelledError
 from typing import Any, Callable
 
 from ._run import Cancelled, RunControl, RunSpec, execute
+from ._slots import HeldSlot, SlotWait, Slots, slots  # noqa: F401 (API)
 
 PENDING, RUNNING, FINISHED, CANCELLED = 'pending', 'running', 'finished', \
     'cancelled'
-
-
-class Slots:
-    """At most ``limit`` calls run at once; the rest wait in FIFO order.
-
-    A waiting call is a ticket with a ``grant()`` method (start the thread,
-    or wake the caller) and a ``withdrawn`` flag (cancelled meanwhile)."""
-
-    def __init__(self, limit: int) -> None:
-        self._lock = threading.Lock()
-        self._limit = limit
-        self._running = 0
-        self._queue: deque = deque()
-
-    def set_limit(self, limit: int) -> None:
-        if int(limit) < 1:
-            raise ValueError('at least one recipe must be allowed to run, '
-                             'not %r' % limit)
-        with self._lock:
-            self._limit = int(limit)
-        self._dispatch()
-
-    def enter(self, ticket: Any) -> None:
-        with self._lock:
-            self._queue.append(ticket)
-        self._dispatch()
-
-    def leave(self) -> None:
-        with self._lock:
-            self._running -= 1
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        granted = []
-        with self._lock:
-            while self._running < self._limit and self._queue:
-                ticket = self._queue.popleft()
-                if not ticket.withdrawn:
-                    self._running += 1
-                    granted.append(ticket)
-        for ticket in granted:
-            ticket.grant()
-
-
-slots = Slots(65536)
-
-
-class SlotWait:
-    """A synchronous call waiting for its turn."""
-
-    def __init__(self) -> None:
-        self.withdrawn = False
-        self._granted = threading.Event()
-
-    def grant(self) -> None:
-        self._granted.set()
-
-    def __enter__(self) -> 'SlotWait':
-        slots.enter(self)
-        try:
-            self._granted.wait()
-        except BaseException:
-            self.withdrawn = True
-            if self._granted.is_set():
-                slots.leave()
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        slots.leave()
 
 
 class RecipeThread(threading.Thread):
@@ -127,13 +58,13 @@ class RecipeThread(threading.Thread):
         value = error = None
         state = FINISHED
         try:
-            value = execute(self._spec, self._control)
+            with HeldSlot():
+                value = execute(self._spec, self._control)
         except Cancelled:
             state = CANCELLED
         except BaseException as exc:        # re-raised in the caller's thread
             error = exc
         finally:
-            slots.leave()
             self._spec = None               # free the arguments early
             self._settle(state, value, error)
 

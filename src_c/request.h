@@ -10,6 +10,11 @@
 
 #include <stddef.h>
 
+/* The longest request payload the server reads: a longer one loses the
+ * framing and ends the server.  It says this figure in its "ready" reply,
+ * and Python (Server.max_request in cpl/_runner.py, MAX_REQUEST_BYTES
+ * there when a runner does not say it) refuses a longer request before
+ * sending it. */
 #define CPLRUN_MAX_REQUEST (64u * 1024u * 1024u)
 
 typedef struct {

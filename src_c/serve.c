@@ -11,7 +11,8 @@
  *           param=NAME=VALUE...  frame=TAG=PATH...
  *   op=kill id= signal=
  * Replies are JSON lines on the original stdout:
- *   {"event":"ready","pid":P,"cpl_version":V}
+ *   {"event":"ready","pid":P,"cpl_version":V,"gdb":G,"max_request":N}
+ *        (N: CPLRUN_MAX_REQUEST, the longest request payload it reads)
  *   {"event":"started","id":I,"pid":P}
  *   {"event":"failed","id":I,"message":M}      (the run could not start)
  *   {"event":"finished","id":I,"pid":P,"report":R}
@@ -690,6 +691,8 @@ int serve_main(void)
     json_string(&w, cpl_version_get_version());
     json_key(&w, "gdb");
     json_string(&w, gdb);
+    json_key(&w, "max_request");
+    json_int(&w, CPLRUN_MAX_REQUEST);
     reply_end(&w);
 
     spawn_spare();

@@ -2,12 +2,20 @@
 that nothing a recipe prints reaches the terminal."""
 from __future__ import annotations
 
+import gc
 import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
 import time
+import tracemalloc
 
 import pytest
 
 import cpl
+from cpl import logger
 from cpl.logger import LogList, LogReader, runner_loglevel
 from conftest import wait_until
 
@@ -199,3 +207,117 @@ def test_runner_loglevel():
     assert runner_loglevel(logging.WARNING) == 'warning'
     assert runner_loglevel(logging.ERROR) == 'error'
     assert runner_loglevel(logging.CRITICAL + 1) == 'off'
+
+
+#: rtest_biglog lines for the memory test: a 19 MB log, of which the old
+#: code kept 150000 records (about 90 MB of Python objects).
+BIG_LOG_LINES = 150000
+
+
+def test_a_huge_log_costs_bounded_memory(raw, work_tmp):
+    r = cpl.Recipe('rtest_biglog')
+    r.tag = 'RAW'
+    tracemalloc.start()
+    try:
+        res = r(raw, param={'lines': BIG_LOG_LINES})
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 40 << 20 and peak < 60 << 20, (held, peak)
+    kept = logger.LOG_HEAD_RECORDS + logger.LOG_TAIL_RECORDS
+    assert len(res.log) == kept + 1
+    assert res.log.omitted >= BIG_LOG_LINES + 202 - kept      # + output
+    # the first and the last lines are there, and a note between them
+    assert res.log[0].getMessage().startswith('line 000000 ')
+    assert res.log.info[-1] == 'output: stderr line 99'
+    note = res.log[logger.LOG_HEAD_RECORDS]
+    assert note.levelno == logging.WARNING and note.funcName == 'cplrun'
+    assert '%d log lines are left out' % res.log.omitted in note.getMessage()
+    assert res.log.file in note.getMessage()
+    assert 'cplrun: %s' % note.getMessage() in res.log.warning
+    # the whole log is in the file, as long as the result lives
+    with open(res.log.file, 'rb') as f:
+        text = f.read()
+    assert len(re.findall(rb'\] rtest_biglog: .*line \d{6} ', text)) == \
+        BIG_LOG_LINES
+    assert text.endswith(b'stderr line 99\n')
+    path = res.log.file
+    assert os.path.dirname(path) == work_tmp
+    del res, f
+    gc.collect()
+    assert not os.path.exists(path)
+
+
+def long_log(path, lines):
+    with open(path, 'w') as f:
+        for i in range(lines):
+            f.write('10:11:12 [ INFO  ] f: line %d\n' % i)
+
+
+def test_a_whole_copy_of_the_log_is_named_and_no_other_is_made(tmp_path):
+    """A workflow's log copy (RunSpec.log_copy) is the whole log already."""
+    kept = logger.LOG_HEAD_RECORDS + logger.LOG_TAIL_RECORDS
+    log, copy = str(tmp_path / 'log'), str(tmp_path / 'copy')
+    long_log(log, kept + 5)
+    shutil.copyfile(log, copy)
+    reader = LogReader(log, 'cpl.demo')
+    reader.close()
+    entries = reader.entries_outliving(copy, str(tmp_path))
+    assert entries.omitted == 5 and entries.file == copy
+    assert sorted(os.listdir(str(tmp_path))) == ['copy', 'log']
+    # a partial copy (a full disk) is not the whole log: a file is made
+    with open(copy, 'r+b') as f:
+        f.truncate(100)
+    entries = reader.entries_outliving(copy, str(tmp_path))
+    assert entries.file not in (copy, log)
+    assert os.path.getsize(entries.file) == os.path.getsize(log)
+    assert entries.file in entries[logger.LOG_HEAD_RECORDS].getMessage()
+
+
+def test_long_lines_are_cut_in_memory_not_in_the_file(tmp_path):
+    path = tmp_path / 'log'
+    line = 'x' * (3 * logger.MAX_LINE_BYTES)
+    with open(str(path), 'w') as f:
+        f.write('10:11:12 [ INFO  ] f: short\n')
+        f.write('10:11:12 [ INFO  ] f: %s\n' % line)
+        f.write('10:11:12 [ INFO  ] f: after\n10:11:12 [ INFO  ] f: %s' % line)
+    reader = LogReader(str(path), 'cpl.demo')
+    reader.close()
+    entries = reader.entries
+    messages = [r.getMessage() for r in entries]
+    assert messages[0] == 'short' and messages[2] == 'after'
+    assert entries.cut == 2 and entries.omitted == 0
+    assert all(len(m) < logger.MAX_LINE_BYTES + 50 for m in messages)
+    assert messages[1].endswith('[cut at %d bytes]' % logger.MAX_LINE_BYTES)
+    assert entries.file == str(path) and str(path) in messages[-1]
+
+
+KEPT_LOG_SCRIPT = r'''
+import os, sys
+import cpl
+from cpl import logger
+logger.LOG_HEAD_RECORDS = logger.LOG_TAIL_RECORDS = 5
+cpl.Recipe.path = [sys.argv[1]]
+res = cpl.Recipe('rtest_biglog')(sys.argv[2], tag='RAW', param={'lines': 100})
+assert res.log.omitted > 0, res.log
+pid = os.fork()
+if pid == 0:
+    sys.exit(0)         # the child's exit leaves its parent's file
+os.waitpid(pid, 0)
+assert os.path.isfile(res.log.file)
+print(res.log.file)
+'''
+
+
+def test_a_kept_whole_log_goes_at_exit_not_at_a_childs(recipe_dir, raw,
+                                                       tmp_path):
+    proc = subprocess.run(
+        [sys.executable, '-c', KEPT_LOG_SCRIPT, recipe_dir, raw],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
+        env=dict(os.environ, TMPDIR=str(tmp_path)))
+    out = proc.stdout.decode(errors='replace')
+    assert proc.returncode == 0, out
+    path = out.splitlines()[-1]
+    assert os.path.dirname(path) == str(tmp_path)
+    assert not os.path.exists(path)
+    assert os.listdir(str(tmp_path)) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -634,3 +635,73 @@ def test_no_orphans_when_python_is_killed(recipe_dir, raw, tmp_path, variant):
         except psutil.Error:
             pass
     assert alive == []
+
+
+# --- more environments than servers, oversized requests --------------------------------------
+#: Rounds of ENVIRONMENTS calls at once, each call with an environment of
+#: its own (more than MAX_SERVERS): new ones each round.
+ENV_ROUNDS = 3
+ENVIRONMENTS = 12
+
+
+#: How long each of them runs: long enough for all to run at once.
+ENV_RUN_SECONDS = 2.0
+
+
+def test_more_environments_at_once_than_servers(raw):
+    """With MAX_SERVERS servers busy, the next environment's new server
+    was the idle one retired, before its caller could submit its run."""
+    assert ENVIRONMENTS > _runner.MAX_SERVERS
+    hang = cpl.Recipe('rtest_hang')
+    hang.tag = 'RAW'
+    hang.param.seconds = ENV_RUN_SECONDS
+    for n in range(ENV_ROUNDS):
+        calls = [hang(raw, env={'CPLRUN_TEST_VAR': 'round %d env %d' % (n, i)},
+                      threaded=True) for i in range(ENVIRONMENTS)]
+        assert ['HANG_PRODUCT' in t.result(timeout=120) for t in calls] == \
+            [True] * ENVIRONMENTS
+    # once idle, the extra servers go
+    cpl.Recipe('rtest_copy')(raw)
+    assert len(_runner.pool._servers) <= _runner.MAX_SERVERS
+
+
+def test_a_workflow_with_an_environment_per_run(raw, tmp_path):
+    from cpl.parallel import Workflow
+    w = Workflow()
+    for i in range(ENVIRONMENTS):
+        w.add('rtest_hang', raw, tag='RAW', param={'seconds': ENV_RUN_SECONDS},
+              env={'CPLRUN_TEST_VAR': 'w%d' % i}, name='hang%d' % i)
+    report = w.run(n_workers=ENVIRONMENTS, output_dir=str(tmp_path),
+                   progress=False)
+    assert [r.status for r in report.runs] == ['success'] * ENVIRONMENTS
+
+
+def test_a_server_says_the_longest_request_it_reads():
+    s = _runner.Server(os.environ)
+    try:
+        assert s.max_request == _runner.MAX_REQUEST_BYTES
+    finally:
+        s.close()
+
+
+def test_an_oversized_request_is_refused_and_spares_the_other_runs(
+        raw, no_new_run_dirs):
+    env = {'CPLRUN_TEST_VAR': 'oversized request'}
+    hang = cpl.Recipe('rtest_hang')
+    innocent = hang(raw, tag='RAW', param={'seconds': 1.0}, env=env,
+                    threaded=True)
+    assert wait_until(innocent.running, 10)
+    server = _runner.pool.get(hang._run_env(env))
+    value = 'x' * _runner.MAX_REQUEST_BYTES
+    with pytest.raises(_runner.RequestTooLarge) as info:
+        cpl.Recipe('rtest_params')(raw, tag='RAW', env=env,
+                                   param={'string_value': value})
+    assert isinstance(info.value, ValueError)
+    message = str(info.value)
+    assert 'rtest_params' in message and 'nothing was run' in message
+    assert str(_runner.MAX_REQUEST_BYTES) in message
+    size = int(re.search(r'takes (\d+) bytes', message).group(1))
+    assert size > _runner.MAX_REQUEST_BYTES
+    assert 'HANG_PRODUCT' in innocent.result(timeout=30)
+    assert _runner.pool.get(hang._run_env(env)) is server
+    assert not server.closed

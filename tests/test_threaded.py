@@ -275,3 +275,72 @@ def test_raising_the_limit_starts_queued_calls(raw):
 def test_maxthreads_must_be_positive():
     with pytest.raises(ValueError):
         cpl.Recipe.set_maxthreads(0)
+
+
+# --- every run takes a slot -----------------------------------------------------------
+def alive(process) -> bool:
+    """Not on its way out: a finished run's process is killed by its server
+    as it reports the end, and may still be exiting (its folder already
+    let go of: no cwd) or a zombie when the next run starts."""
+    try:
+        return process.status() not in (psutil.STATUS_ZOMBIE,
+                                         psutil.STATUS_DEAD) and \
+            process.cwd() != ''
+    except psutil.Error:
+        return False
+
+
+def most_processes_during(work, *args, **kwargs):
+    """(what work returned, most recipe processes alive at once while it
+    ran)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(work, *args, **kwargs)
+        most = 0
+        while not future.done():
+            most = max(most, len([p for p in recipe_processes() if alive(p)]))
+            time.sleep(0.01)
+        return future.result(), most
+
+
+def test_maxthreads_bounds_map_and_workflow_runs(raw, raw_images, tmp_path):
+    from cpl.parallel import Workflow
+    r = hang(0.3)
+    r(raw)
+    cpl.Recipe.set_maxthreads(1)
+    report, most = most_processes_during(
+        r.map, raw_images[:5], n_workers=5, output_dir=str(tmp_path / 'map'),
+        progress=False)
+    assert [run.status for run in report.runs] == ['success'] * 5
+    assert most == 1
+    w = Workflow()
+    for i in range(5):
+        w.add(r, raw_images[i], name='hang%d' % i)
+    threaded = r(raw, threaded=True)        # and a call besides
+    report, most = most_processes_during(
+        w.run, n_workers=5, output_dir=str(tmp_path / 'wf'), progress=False)
+    assert [run.status for run in report.runs] == ['success'] * 5
+    assert 'HANG_PRODUCT' in threaded.result(timeout=30)
+    assert most == 1
+
+
+def test_a_run_waiting_for_its_slot_can_be_cancelled(raw, no_new_run_dirs):
+    from cpl._run import Cancelled, RunControl, execute
+    cpl.Recipe.set_maxthreads(1)
+    busy = hang()(raw, threaded=True)
+    try:
+        assert wait_until(busy.running, 10)
+        control = RunControl()
+        spec = cpl.Recipe('rtest_copy')._spec((raw,), {})
+        waiting = concurrent.futures.ThreadPoolExecutor(1)
+        future = waiting.submit(execute, spec, control)
+        time.sleep(0.5)
+        assert not future.done()            # it waits for the slot
+        control.cancel_requested.set()
+        with pytest.raises(Cancelled):
+            future.result(timeout=5)
+        waiting.shutdown()
+        assert busy.running()
+    finally:
+        busy.cancel()
+    # the slot it never had is not lost: the next call runs at once
+    assert 'PRODUCT' in cpl.Recipe('rtest_copy')(raw)
