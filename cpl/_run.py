@@ -284,6 +284,12 @@ class _LiveRuns:
             self._runs.discard(run)
         run.over.set()
 
+    def forget_all(self) -> None:
+        """In a forked child: the parent's runs are not the child's to
+        kill or clean up (the lock may have been held at the fork)."""
+        self._lock = threading.Lock()
+        self._runs = set()
+
     def abandon_all(self) -> None:
         """Kills every run going on, lets its thread end it (up to
         KILL_WAIT_SECONDS for all), and removes its folder."""
@@ -301,6 +307,7 @@ _live_runs = _LiveRuns()
 # Registered after the runner pool's close (imported first), so it runs
 # before it: the servers are still there to kill the runs.
 atexit.register(_live_runs.abandon_all)
+os.register_at_fork(after_in_child=_live_runs.forget_all)
 
 
 def execute(spec: RunSpec, control: RunControl | None = None) -> Result:

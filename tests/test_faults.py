@@ -1016,3 +1016,17 @@ def test_a_timed_out_muse_run_keeps_its_log_only(system_path, data_dir,
     assert fits_files(out) == []
     remove_run_dir(exc)
 
+
+
+def test_a_forked_child_leaves_the_parents_runs_alone(raw):
+    """What a forked child's exit does to the runs going on (kill them,
+    remove their folders) is for its own runs: the parent's run goes on."""
+    t = cpl.Recipe('rtest_hang')(raw, tag='RAW', param={'seconds': 1.0},
+                                 threaded=True)
+    assert wait_until(recipe_processes, 30)
+    pid = os.fork()
+    if pid == 0:
+        cpl._run._live_runs.abandon_all()   # what its exit would run
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert t.HANG_PRODUCT[0].header['ESO PRO CATG'] == 'HANG_PRODUCT'
