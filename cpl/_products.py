@@ -148,7 +148,7 @@ def _folder_locked(directory: str) -> Iterator[bool]:
             if fd is not None:
                 # Removed while held: a process waiting on this file then
                 # finds it gone and locks a new one.
-                _unlink_quietly(os.path.join(directory, LOCK_NAME))
+                unlink_quietly(os.path.join(directory, LOCK_NAME))
                 os.close(fd)
 
 
@@ -210,14 +210,14 @@ def place_products(paths: list[str], directory: str, logname: str,
     except BaseException:
         _undo(placed, pipefiles, logname)
         for tmp in staged:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
         raise
     for done in placed:
         if done.replaced is not None:
-            _unlink_quietly(done.replaced)
+            unlink_quietly(done.replaced)
     for path, tmp in zip(paths, staged):
-        _unlink_quietly(tmp)
-        _unlink_quietly(path)
+        unlink_quietly(tmp)
+        unlink_quietly(path)
     return [done.path for done in placed]
 
 
@@ -235,7 +235,7 @@ def _hidden_copy(path: str, directory: str) -> str:
         with open(path, 'rb') as src, open(tmp, 'xb') as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
     return tmp
 
@@ -260,7 +260,7 @@ def _place(tmp: str, source: str, directory: str, logname: str,
             try:
                 os.replace(tmp, target)
             except BaseException:
-                _unlink_quietly(kept)
+                unlink_quietly(kept)
                 raise
             return _Placed(target, kept)
         why = ('is from an earlier run, but cannot be replaced safely here '
@@ -312,7 +312,7 @@ def _take_name(tmp: str, target: str) -> bool:
     try:
         os.replace(tmp, target)
     except BaseException:
-        _unlink_quietly(target)
+        unlink_quietly(target)
         raise
     return True
 
@@ -340,7 +340,8 @@ def _undo(placed: list[_Placed], pipefiles: dict[str, str],
                       old, source, exc)
 
 
-def _unlink_quietly(path: str) -> None:
+def unlink_quietly(path: str) -> None:
+    """Removes path if it is there; a file already gone is what was wanted."""
     try:
         os.unlink(path)
     except OSError:

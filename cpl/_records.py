@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Any
 
+from ._products import unlink_quietly
 from .frames import frame_items
 
 #: The per-run record of a finished run, inside its folder.
@@ -181,9 +182,3 @@ def remove_staging(staging: str) -> None:
     except OSError:
         pass            # a failed run's folder, kept for inspection
 
-
-def unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

@@ -26,7 +26,7 @@ from typing import Any
 from astropy.io import fits
 
 from . import _runner
-from ._products import Identity, files_in, place_products
+from ._products import Identity, files_in, place_products, unlink_quietly
 from ._slots import SlotWait
 from .frames import MemoryFrame
 from .logger import LogReader, runner_loglevel
@@ -518,7 +518,7 @@ def _remove_partial_products(workdir: str) -> int:
         except OSError:         # a folder, or gone
             continue
         if is_fits and not os.path.islink(path):
-            _unlink_quietly(path)
+            unlink_quietly(path)
             removed += 1
     return removed
 
