@@ -68,7 +68,18 @@ def test_frames(scenario):
                        'one frame']},
         'FrameConfig made: doc': {
             'python-cpl': ' one frame or list of max. 3 frames',
-            'cplrun': 'up to 3 frames'}})
+            'cplrun': 'up to 3 frames'},
+        # python-cpl's FrameList made its FrameConfigs on the first listing,
+        # with min and max cleared to None, and gave the recipe's numbers
+        # from the second on: after del recipe.calib, the first one read
+        # None; cplrun gives the recipe's numbers every time
+        'deleted all': {
+            'python-cpl': [['CALIB', None, 1, None, 'None',
+                            "FrameDef('CALIB', frames=None)", 'CALIB', None,
+                            'FrameConfig']],
+            'cplrun': [['CALIB', 0, 1, None, 'None',
+                        "FrameDef('CALIB', frames=None)", 'CALIB', None,
+                        'FrameConfig']]}})
 
 
 def test_errors(scenario):
