@@ -196,3 +196,31 @@ def test_pipelines(scenario):
 
 def test_output_dir(scenario):
     scenario('output_dir')
+
+
+def test_param_conversions(scenario):
+    passed_as_true = {'python-cpl': {'returned': {'stored': [True, 'bool'],
+                                                  'received': True}},
+                      'cplrun': raised('ValueError')}
+
+    def passed_as_repr(text):
+        return {'python-cpl': {'returned': {'stored': [text, 'str'],
+                                            'received': text}},
+                'cplrun': raised('TypeError')}
+
+    scenario('param_conversions', intended={
+        # python-cpl passed every word but false/no (any case, no spaces)
+        # to the recipe as true: words that mean false are refused
+        **{'bool_value = %r' % word: passed_as_true
+           for word in (' false', 'false ', '0', 'f', 'off')},
+        # python-cpl passed other objects on as their repr
+        "string_value = b'sum'": passed_as_repr("b'sum'"),
+        'string_value = [1, 2]': passed_as_repr('[1, 2]'),
+        # what python-cpl converted without a word, cplrun converts the same
+        # way with a CplWarning
+        'warned': {'python-cpl': [], 'cplrun': [
+            'int_value = True', 'int_value = False', 'enum_int = True',
+            'float_value = True', 'float_value = False', 'string_value = 5',
+            'string_value = 1.5', 'string_value = True', 'bool_value = 2',
+            'bool_value = 1.0', 'bool_value = 0.0', 'bool_value = -1',
+            'bool_value = 0.5', "bool_value = ''"]}})
