@@ -184,6 +184,11 @@ def test_musered_style_wrapper(scenario):
 
 def test_pipelines(scenario):
     scenario('pipelines', intended={
+        # the raw frames in a SOF given as calib: python-cpl passed them to
+        # the recipe twice, and UVES combined each twice; cplrun passes
+        # each file once
+        'uves calib=load_sof with the raw tag: frames combined': {
+            'python-cpl': 6, 'cplrun': 3},
         # python-cpl's documentation says that the raw frames of a SOF are
         # passed over when it is set as a MUSE recipe's calib; it raises
         # KeyError instead
