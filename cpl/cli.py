@@ -63,8 +63,8 @@ def recipe_info(recipe: Recipe) -> dict:
         'copyright': recipe.__copyright__,
         'tags': recipe.tags,
         'outputs': recipe.output if recipe.tags else None,
-        'calib': [{'tag': c.tag, 'min': c.min, 'max': c.max}
-                  for c in recipe.calib],
+        'calib': [{'tag': c.tag, 'min': c.limits[0] or None,
+                   'max': c.limits[1]} for c in recipe.calib],
         'parameters': [{'name': p.name, 'fullname': p.fullname,
                         'type': p.type.__name__, 'default': p.default,
                         'range': p.range, 'choices': p.sequence,
@@ -90,9 +90,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     if len(recipe.calib):
         print('\nCalibration frames:')
         for c in recipe.calib:
-            count = ('%s..%s' % (c.min or 0, c.max if c.max else 'n'))
-            print('  %s (%s%s)' % (c.tag, count,
-                                   '' if c.min else ', optional'))
+            least, most = c.limits
+            print('  %s (%s..%s%s)' % (c.tag, least, most or 'n',
+                                       '' if least else ', optional'))
     print('\nParameters:' if len(recipe.param) else '\nNo parameters.')
     for p in recipe.param:
         print(_parameter_text(p))

@@ -22,8 +22,14 @@ CARD_SIZE = 80
 
 class FrameConfig:
     """One kind of frame a recipe takes: ``tag``, ``min`` and ``max``
-    (how many; None when the recipe does not say) and ``frames``, the file
-    name(s) or :class:`astropy.io.fits.HDUList` (s) assigned to it."""
+    (how many) and ``frames``, the file name(s) or
+    :class:`astropy.io.fits.HDUList` (s) assigned to it.
+
+    Made by hand or for a recipe without frame configuration, ``min`` and
+    ``max`` are None where not given (or not above 0).  For a recipe that
+    declares its frames they are the recipe's numbers, as python-cpl
+    reports them: 0 or -1 for no minimum, -1 for no maximum.
+    :attr:`limits` reads both the same way for either."""
 
     def __init__(self, tag: str, min_frames: int | None = None,
                  max_frames: int | None = None, frames: Any = None) -> None:
@@ -32,15 +38,33 @@ class FrameConfig:
         self.max = max_frames if max_frames and max_frames > 0 else None
         self.frames = frames
 
+    @classmethod
+    def declared(cls, tag: str, min_frames: int,
+                 max_frames: int) -> 'FrameConfig':
+        """The configuration of tag as a recipe declares it: min and max
+        kept as the recipe gives them (python-cpl's values)."""
+        config = cls(tag)
+        config.min, config.max = min_frames, max_frames
+        return config
+
+    @property
+    def limits(self) -> tuple[int, int | None]:
+        """(least, most): how many frames the recipe needs (0: optional)
+        and takes at most (None: no limit)."""
+        least = self.min if self.min is not None and self.min > 0 else 0
+        most = self.max if self.max is not None and self.max > 0 else None
+        return least, most
+
     @property
     def __doc__(self) -> str:
-        if self.max == 1:
+        least, most = self.limits
+        if most == 1:
             text = 'one frame'
-        elif self.max is not None:
-            text = 'up to %d frames' % self.max
+        elif most is not None:
+            text = 'up to %d frames' % most
         else:
             text = 'one frame or a list of frames'
-        return text if self.min else text + ' (optional)'
+        return text if least else text + ' (optional)'
 
     def __getitem__(self, i: int) -> Any:
         return (self.tag, self.frames)[i]

@@ -15,8 +15,12 @@ from .result import warn
 _TYPES = {'bool': bool, 'int': int, 'float': float, 'str': str}
 #: CPL's int parameters are C ints; the runner refuses the others too.
 INT_RANGE = (-2**31, 2**31 - 1)
-_BOOL_WORDS = {'true': True, 'false': False, 'yes': True, 'no': False,
-               't': True, 'f': False, '1': True, '0': False}
+#: Words (any case, around spaces) that python-cpl passed on as true, as
+#: they mean.
+_TRUE_WORDS = frozenset({'true', 'yes', 't', '1', 'y', 'on'})
+#: python-cpl passed on as false only 'false' and 'no' (any case), and any
+#: other non-empty word as true: these words that mean false it made true.
+_FALSE_WORDS = frozenset({'false', 'no', 'f', '0', 'n', 'off'})
 
 
 class InstanceDoc:
@@ -44,6 +48,12 @@ class ParameterRangeError(ValueError, OverflowError):
     """A value the parameter's C type cannot hold: an int parameter beyond
     32 bits (python-cpl passed it on truncated), a float one beyond the
     largest double (python-cpl raised a bare OverflowError)."""
+
+
+class ParameterTypeError(TypeError, ValueError):
+    """A value the parameter's type cannot take (``'seven'`` for an int, a
+    list for a str).  A ValueError, as python-cpl's ``int('seven')`` was,
+    and a TypeError."""
 
 
 class Parameter:
@@ -98,11 +108,14 @@ class Parameter:
             self.name, " of recipe '%s'" % self.recipe if self.recipe else '')
 
     def check(self, value: Any) -> Any:
-        """value converted to the parameter's type; TypeError when it has
-        another type, ValueError when outside the range or enumeration,
+        """value converted to the parameter's type;
+        :class:`ParameterTypeError` (a TypeError and a ValueError) when it
+        cannot be, ValueError when outside the range or enumeration,
         :class:`ParameterRangeError` (a ValueError) when its C type cannot
-        hold it.  A float given to an int parameter is truncated, with a
-        :class:`cpl.CplWarning`, as python-cpl did."""
+        hold it.  Where python-cpl converted a value of another type that
+        scripts may rely on (3.7 or True for an int, 5 for a str, 2 for a
+        bool), it is converted as python-cpl did, with a
+        :class:`cpl.CplWarning`."""
         converted = self._convert(value)
         if self.sequence is not None and converted not in self.sequence:
             raise ValueError('%r is not allowed for %s: choose one of %s'
@@ -115,18 +128,13 @@ class Parameter:
         return converted
 
     def _convert(self, value: Any) -> Any:
-        wrong = TypeError('%s takes a %s, not %r (%s)' % (
+        wrong = ParameterTypeError('%s takes a %s, not %r (%s)' % (
             self._where(), self.type.__name__, value, type(value).__name__))
         if self.type is bool:
-            if isinstance(value, str):
-                if value.strip().lower() in _BOOL_WORDS:
-                    return _BOOL_WORDS[value.strip().lower()]
-                raise wrong
-            if isinstance(value, numbers.Integral) and value in (0, 1):
-                return bool(value)
-            raise wrong
+            return self._as_bool(value, wrong)
         if isinstance(value, bool):
-            raise wrong
+            # python-cpl passed int(True), float(True), str(True)
+            return self._converted(value, self.type(value))
         if self.type is int:
             return self._in_c_int(self._as_int(value, wrong), value)
         if self.type is float:
@@ -146,9 +154,41 @@ class Parameter:
                 raise ValueError('%s cannot take a NUL character: %r'
                                  % (self._where(), value))
             return value
+        if isinstance(value, numbers.Real):
+            # python-cpl's str(5); other objects (bytes, lists) it passed on
+            # as their repr, which no recipe means: those are refused.
+            return self._converted(value, str(value))
         raise wrong
 
-    def _as_int(self, value: Any, wrong: TypeError) -> int:
+    def _converted(self, value: Any, converted: Any) -> Any:
+        """converted, with a warning that value was of another type."""
+        warn('%s takes a %s: %r (%s) was passed as %r, as python-cpl did'
+             % (self._where(), self.type.__name__, value,
+                type(value).__name__, converted))
+        return converted
+
+    def _as_bool(self, value: Any, wrong: ParameterTypeError) -> bool:
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in _TRUE_WORDS:
+                return True
+            if value.lower() in ('false', 'no'):
+                return False
+            if word in _FALSE_WORDS:
+                raise ParameterTypeError(
+                    "%s takes a bool: %r means false, but python-cpl passed "
+                    "it to the recipe as true; write 'false' (or False)"
+                    % (self._where(), value))
+            if value == '':
+                return self._converted(value, False)
+            raise wrong
+        if isinstance(value, numbers.Integral) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, numbers.Real):
+            return self._converted(value, bool(value))
+        raise wrong
+
+    def _as_int(self, value: Any, wrong: ParameterTypeError) -> int:
         if isinstance(value, numbers.Integral):
             return int(value)
         if isinstance(value, numbers.Real) and math.isfinite(value):
@@ -193,7 +233,7 @@ class Parameter:
                 else self.default)[i]
 
 
-def _from_text(text: str, convert: type, wrong: TypeError) -> Any:
+def _from_text(text: str, convert: type, wrong: ParameterTypeError) -> Any:
     """A number written as text (as in .rc files), or wrong."""
     try:
         return convert(text.strip())

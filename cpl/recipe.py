@@ -120,19 +120,20 @@ class Recipe:
         if config is None:
             return None
         # A calibration tag may serve several raw tags: it is required only
-        # if all require it, and limited only if all limit it.
-        counts: dict[str, tuple[int, int | None]] = {}
+        # if all require it (the least minimum, as python-cpl gives it),
+        # and limited only if all limit it (-1, CPL's "no limit", if any
+        # says so; python-cpl took the largest number, so a limit of 1
+        # beside no limit read as 1).
+        counts: dict[str, tuple[int, int]] = {}
         for raw in config:
             for inp in raw['inputs']:
-                low, high = max(inp['min'], 0), \
-                    inp['max'] if inp['max'] > 0 else None
+                low, high = inp['min'], inp['max']
                 if inp['tag'] in counts:
                     low0, high0 = counts[inp['tag']]
                     low = min(low, low0)
-                    high = None if high is None or high0 is None \
-                        else max(high, high0)
+                    high = -1 if high <= 0 or high0 <= 0 else max(high, high0)
                 counts[inp['tag']] = (low, high)
-        return [FrameConfig(tag, low, high)
+        return [FrameConfig.declared(tag, low, high)
                 for tag, (low, high) in counts.items()]
 
     @property
@@ -453,19 +454,22 @@ class Recipe:
         text += ('Parameters:\n%s\n' % self._param.__doc__) if len(self._param) \
             else 'No parameters\n'
         if self._description.get('frames') is not None:
+            # Wrapped lines are indented one column further than the
+            # text above them, as python-cpl's are: the help text is the
+            # same, character for character.
             text += textwrap.fill(
                 repr([c.tag for c in self._calib]),
                 initial_indent='Calibration frames: ',
-                subsequent_indent=' ' * 20) + '\n\n'
+                subsequent_indent=' ' * 21) + '\n\n'
             tags = self.tags or []
             if tags:
                 width = max(len(t) for t in tags)
                 text += 'Raw and product frames:\n' + ''.join(
                     textwrap.fill(repr(self.output[t]),
                                   initial_indent=' %s --> ' % t.rjust(width),
-                                  subsequent_indent=' ' * (width + 6)) + '\n'
+                                  subsequent_indent=' ' * (width + 7)) + '\n'
                     for t in tags)
-        return text
+        return text + '\n\n'
 
     __doc__ = InstanceDoc(_doc, __doc__)
 

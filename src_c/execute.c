@@ -110,13 +110,14 @@ static const char *set_parameter(cpl_parameterlist *params, const char *item,
         snprintf(err, err_len, "unknown parameter '%s'", name);
         return err;
     }
+    /* Where a number parsed from value ends; stays NULL for the types
+     * that take value as it is (an empty string is a string). */
     char *end = NULL;
     cpl_error_code code = CPL_ERROR_NONE;
     errno = 0;
     switch (cpl_parameter_get_type(p)) {
     case CPL_TYPE_BOOL:
         code = cpl_parameter_set_bool(p, strcmp(value, "true") == 0);
-        end = (char *)value + strlen(value);
         break;
     case CPL_TYPE_INT: {
         long v = strtol(value, &end, 10);
@@ -139,13 +140,13 @@ static const char *set_parameter(cpl_parameterlist *params, const char *item,
     }
     case CPL_TYPE_STRING:
         code = cpl_parameter_set_string(p, value);
-        end = (char *)value + strlen(value);
         break;
     default:
         snprintf(err, err_len, "parameter '%s' has an unsupported type", name);
         return err;
     }
-    if (errno != 0 || end == value || *end != '\0' || code != CPL_ERROR_NONE) {
+    if (errno != 0 || (end != NULL && (end == value || *end != '\0'))
+        || code != CPL_ERROR_NONE) {
         snprintf(err, err_len, "parameter '%s' refuses value '%s'%s%s", name,
                  value, code != CPL_ERROR_NONE ? ": " : "",
                  code != CPL_ERROR_NONE ? cpl_error_get_message() : "");

@@ -28,7 +28,8 @@ def test_declared_calibration_tags(copy):
     config = copy.calib.CALIB
     assert isinstance(config, FrameConfig)
     assert config.tag == 'CALIB' and config.frames is None
-    assert config.min is None and config.max == 1
+    # the recipe's numbers, as python-cpl reports them
+    assert (config.min, config.max) == (0, 1) and config.limits == (0, 1)
     assert config.__doc__ == 'one frame (optional)'
     assert copy.calib['CALIB'] is config
     assert 'CALIB' in copy.calib and 'RAW' not in copy.calib
@@ -36,6 +37,28 @@ def test_declared_calibration_tags(copy):
     assert copy.calib == {'CALIB': None}
     # rtest_params declares no calibration at all
     assert list(cpl.Recipe('rtest_params').calib) == []
+
+
+def test_declared_counts_are_the_recipes_numbers(system_path):
+    # python-cpl reports CPL's numbers: -1 for "no minimum/maximum", so
+    # that scripts compare them (f.min > 0) without meeting None
+    counts = {c.tag: (c.min, c.max, c.limits, c.__doc__)
+              for c in cpl.Recipe('muse_scibasic').calib}
+    assert counts['MASTER_BIAS'] == (1, 1, (1, 1), 'one frame')
+    assert counts['MASTER_DARK'] == (-1, 1, (0, 1), 'one frame (optional)')
+    assert counts['BADPIX_TABLE'] == (
+        -1, -1, (0, None), 'one frame or a list of frames (optional)')
+    assert [c.min > 0 for c in cpl.Recipe('muse_bias').calib] == [False]
+
+
+def test_frame_config_made_by_hand():
+    # as in python-cpl: counts not above 0 read None
+    assert [FrameConfig('T', 0, -1).min, FrameConfig('T', 0, -1).max] == \
+        [None, None]
+    config = FrameConfig('T', 2, 3)
+    assert (config.min, config.max, config.limits) == (2, 3, (2, 3))
+    assert config.__doc__ == 'up to 3 frames'
+    assert FrameConfig('T').limits == (0, None)
 
 
 def test_unknown_calibration_tag_is_refused(copy, calib_file, raw, work_tmp):

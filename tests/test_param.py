@@ -167,22 +167,28 @@ def test_replace_all_values(r):
 
 
 @pytest.mark.parametrize('name, value', [
-    ('bool_value', 2), ('bool_value', 'maybe'), ('bool_value', 1.0),
-    ('int_value', 'seven'), ('int_value', True),
-    ('int_value', [1]), ('float_value', 'abc'), ('float_value', True),
-    ('float_value', None.__class__), ('string_value', 3),
-    ('string_value', b'bytes'), ('enum_int', '4x'), ('enum_string', 1)])
-def test_wrong_type_is_type_error(r, name, value):
-    with pytest.raises(TypeError) as info:
+    ('bool_value', 'maybe'), ('bool_value', [True]), ('bool_value', '  '),
+    ('int_value', 'seven'), ('int_value', '8.5'),
+    ('int_value', [1]), ('float_value', 'abc'),
+    ('float_value', None.__class__), ('string_value', [1, 2]),
+    ('string_value', b'bytes'), ('enum_int', '4x')])
+def test_wrong_type_is_type_error_and_value_error(r, name, value):
+    # python-cpl's int('seven') raised ValueError (scripts catch it);
+    # cplrun raised TypeError first: the class is both.
+    with pytest.raises(cpl.param.ParameterTypeError) as info:
         r.param[name] = value
+    assert isinstance(info.value, TypeError)
+    assert isinstance(info.value, ValueError)
     assert name in str(info.value) and 'rtest_params' in str(info.value)
+    assert repr(value) in str(info.value)
     assert r.param[name].value is None
 
 
 @pytest.mark.parametrize('name, value', [
     ('int_range', 11), ('int_range', -1), ('float_range', 10.5),
     ('float_range', -0.1), ('enum_string', 'mode'), ('enum_int', 3),
-    ('stack.method', 'median')])
+    ('stack.method', 'median'), ('enum_string', 1), ('enum_int', False)])
+@pytest.mark.filterwarnings('ignore:.*was passed as:cpl.CplWarning')
 def test_out_of_range_or_not_in_enum_is_value_error(r, name, value):
     with pytest.raises(ValueError) as info:
         r.param[name] = value
@@ -310,6 +316,75 @@ def test_parameter_list_pickles(r):
 
 
 # --- values python-cpl took, and values no C type holds ------------------------
+def refused_before_running(r, raw, work_tmp, name, value) -> list:
+    """The ValueErrors of a call with param name=value and of setting it
+    on the recipe, checking that nothing ran and the value stayed unset."""
+    from conftest import run_dirs
+    before = run_dirs(work_tmp)
+    errors = []
+    for attempt in (lambda: r(raw, param={name: value}),
+                    lambda: setattr(r.param, name, value)):
+        with pytest.raises(ValueError) as info:
+            attempt()
+        errors.append(info.value)
+    assert r.param[name].value is None
+    assert run_dirs(work_tmp) == before
+    return errors
+
+
+@pytest.mark.parametrize('name, value, received', [
+    ('int_value', True, 1), ('int_value', False, 0), ('enum_int', True, 1),
+    ('float_value', True, 1.0), ('float_value', False, 0.0),
+    ('string_value', 5, '5'), ('string_value', 1.5, '1.5'),
+    ('string_value', True, 'True'),
+    ('bool_value', 2, True), ('bool_value', 1.0, True),
+    ('bool_value', 0.0, False), ('bool_value', -1, True),
+    ('bool_value', 0.5, True), ('bool_value', '', False)])
+def test_other_types_python_cpl_converted_pass_with_a_warning(
+        r, raw, name, value, received):
+    # python-cpl converted with the parameter's type (int(True), str(5),
+    # bool(2)) and passed that to the recipe: so does cplrun, and says so.
+    with pytest.warns(cpl.CplWarning) as caught:
+        r.param[name] = value
+    text = str(caught[0].message)
+    assert name in text and 'rtest_params' in text and repr(value) in text
+    assert caught[0].filename == __file__
+    assert r.param[name].value == received
+    assert type(r.param[name].value) is type(received)
+    got = qc(r(raw))[name]
+    assert got == received and type(got) is type(received)
+
+
+@pytest.mark.parametrize('value', ['0', 'f', 'F', 'off', 'n', ' false',
+                                   'false ', 'NO '])
+def test_bool_words_python_cpl_made_true_are_refused(r, raw, work_tmp,
+                                                     value):
+    # python-cpl passed every word but 'false' and 'no' (any case, no
+    # space) to the recipe as true: a silent wrong result.
+    for error in refused_before_running(r, raw, work_tmp, 'bool_value',
+                                        value):
+        text = str(error)
+        assert 'bool_value' in text and 'rtest_params' in text
+        assert repr(value) in text and 'python-cpl' in text
+
+
+@pytest.mark.parametrize('value, expected', [
+    ('true', True), ('True', True), ('YES', True), (' yes ', True),
+    ('t', True), ('1', True), ('on', True), ('y', True),
+    ('false', False), ('False', False), ('NO', False)])
+def test_bool_words_pass_as_they_mean(r, raw, value, expected):
+    r.param.bool_value = value
+    assert r.param.bool_value.value is expected
+    assert qc(r(raw))['bool_value'] is expected
+
+
+def test_an_empty_string_reaches_the_recipe(r, raw):
+    # The runner refused it ("refuses value ''") after the run had
+    # started; python-cpl passed it on.
+    r.param.string_value = ''
+    assert qc(r(raw))['string_value'] == ''
+
+
 def test_float_for_an_int_is_truncated_with_a_warning(r, raw):
     # python-cpl: int(3.7) == 3; scripts rely on it.
     with pytest.warns(cpl.CplWarning) as caught:
@@ -327,19 +402,13 @@ def test_int_beyond_32_bits_is_refused_before_running(r, raw, work_tmp,
                                                       value):
     # python-cpl passed 2**32+7 on as 7, -2**31-1 as 2147483647, 1e10 as
     # 1410065408: a silent wrong result.
-    from conftest import run_dirs
-    before = run_dirs(work_tmp)
-    for attempt in (lambda: r(raw, param={'int_value': value}),
-                    lambda: setattr(r.param, 'int_value', value)):
-        with pytest.raises(ValueError) as info:
-            attempt()
-        assert isinstance(info.value, cpl.param.ParameterRangeError)
-        text = str(info.value)
+    for error in refused_before_running(r, raw, work_tmp, 'int_value',
+                                        value):
+        assert isinstance(error, cpl.param.ParameterRangeError)
+        text = str(error)
         assert 'int_value' in text and 'rtest_params' in text
         assert str(value)[:12] in text
         assert '-2147483648..2147483647' in text
-    assert r.param.int_value.value is None
-    assert run_dirs(work_tmp) == before
 
 
 def test_the_ends_of_the_int_range_reach_the_recipe(r, raw):

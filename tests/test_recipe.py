@@ -108,6 +108,17 @@ def test_doc_lists_parameters_and_frames():
     assert 'No parameters' in cpl.Recipe('rtest_omp').__doc__
 
 
+def test_doc_is_laid_out_as_python_cpl_lays_it_out(system_path):
+    # python-cpl's help text ends in two empty lines, and its wrapped
+    # lists are indented one column past the text they continue
+    doc = cpl.Recipe('muse_scibasic').__doc__
+    assert doc.endswith("--> ['REDUCED_RESAMPLED', 'PIXTABLE_REDUCED']\n\n\n")
+    assert "Calibration frames: ['MASTER_BIAS'" in doc
+    assert "\n                     'TRACE_TABLE'" in doc
+    assert ("ASTROMETRY --> ['ASTROMETRY_RED', 'ASTROMETRY_RESAMPLED',\n"
+            "                 'PIXTABLE_ASTROMETRY']\n") in doc
+
+
 def test_newest_version_and_version_selection(recipe_lib, recipe_dir,
                                               newer_lib):
     cpl.Recipe.path = [recipe_dir, os.path.dirname(newer_lib)]

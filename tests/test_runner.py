@@ -584,26 +584,44 @@ r = cpl.Recipe('rtest_hang')
 t = r(sys.argv[2], tag='RAW', threaded=True,
       param={'fork_child': sys.argv[3] == 'fork'})
 me = psutil.Process()
+
+
+def running(processes, read):
+    # (process, read(process)) of those still running: a spare being
+    # replaced may have gone, or be a zombie its server has not reaped
+    found = []
+    for p in processes:
+        try:
+            found.append((p, read(p)))
+        except psutil.Error:
+            pass
+    return found
+
+
 deadline = time.monotonic() + 20
 while time.monotonic() < deadline:
-    servers = [p for p in me.children()
-               if 'cplrun-runner' in ' '.join(p.cmdline())]
-    children = [c for s in servers for c in s.children()]
+    servers = [p for p, cmdline in running(me.children(),
+                                           psutil.Process.cmdline)
+               if 'cplrun-runner' in ' '.join(cmdline)]
+    children = running([c for s in servers for c in s.children()],
+                       psutil.Process.cwd)
     # the run works in its own folder; the spare waits where its server is
-    runs = [c for c in children
-            if os.path.basename(c.cwd()).startswith('rtest_hang-')]
+    runs = [(c, cwd) for c, cwd in children
+            if os.path.basename(cwd).startswith('rtest_hang-')]
     if runs and (sys.argv[3] != 'fork' or
-                 os.path.exists(os.path.join(runs[0].cwd(),
+                 os.path.exists(os.path.join(runs[0][1],
                                              'rtest_hang_child.pid'))):
         break
     time.sleep(0.05)
 child = None
 if sys.argv[3] == 'fork':
-    with open(os.path.join(runs[0].cwd(), 'rtest_hang_child.pid')) as f:
+    with open(os.path.join(runs[0][1], 'rtest_hang_child.pid')) as f:
         child = int(f.read())
+run_pids = [c.pid for c, _ in runs]
 print(json.dumps({'servers': [s.pid for s in servers],
-                  'runs': [p.pid for p in runs], 'child': child,
-                  'spares': [c.pid for c in children if c not in runs]}),
+                  'runs': run_pids, 'child': child,
+                  'spares': [c.pid for c, _ in children
+                             if c.pid not in run_pids]}),
       flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 '''

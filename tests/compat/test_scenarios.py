@@ -68,7 +68,18 @@ def test_frames(scenario):
                        'one frame']},
         'FrameConfig made: doc': {
             'python-cpl': ' one frame or list of max. 3 frames',
-            'cplrun': 'up to 3 frames'}})
+            'cplrun': 'up to 3 frames'},
+        # python-cpl's FrameList made its FrameConfigs on the first listing,
+        # with min and max cleared to None, and gave the recipe's numbers
+        # from the second on: after del recipe.calib, the first one read
+        # None; cplrun gives the recipe's numbers every time
+        'deleted all': {
+            'python-cpl': [['CALIB', None, 1, None, 'None',
+                            "FrameDef('CALIB', frames=None)", 'CALIB', None,
+                            'FrameConfig']],
+            'cplrun': [['CALIB', 0, 1, None, 'None',
+                        "FrameDef('CALIB', frames=None)", 'CALIB', None,
+                        'FrameConfig']]}})
 
 
 def test_errors(scenario):
@@ -173,6 +184,11 @@ def test_musered_style_wrapper(scenario):
 
 def test_pipelines(scenario):
     scenario('pipelines', intended={
+        # the raw frames in a SOF given as calib: python-cpl passed them to
+        # the recipe twice, and UVES combined each twice; cplrun passes
+        # each file once
+        'uves calib=load_sof with the raw tag: frames combined': {
+            'python-cpl': 6, 'cplrun': 3},
         # python-cpl's documentation says that the raw frames of a SOF are
         # passed over when it is set as a MUSE recipe's calib; it raises
         # KeyError instead
@@ -185,3 +201,31 @@ def test_pipelines(scenario):
 
 def test_output_dir(scenario):
     scenario('output_dir')
+
+
+def test_param_conversions(scenario):
+    passed_as_true = {'python-cpl': {'returned': {'stored': [True, 'bool'],
+                                                  'received': True}},
+                      'cplrun': raised('ValueError')}
+
+    def passed_as_repr(text):
+        return {'python-cpl': {'returned': {'stored': [text, 'str'],
+                                            'received': text}},
+                'cplrun': raised('TypeError')}
+
+    scenario('param_conversions', intended={
+        # python-cpl passed every word but false/no (any case, no spaces)
+        # to the recipe as true: words that mean false are refused
+        **{'bool_value = %r' % word: passed_as_true
+           for word in (' false', 'false ', '0', 'f', 'off')},
+        # python-cpl passed other objects on as their repr
+        "string_value = b'sum'": passed_as_repr("b'sum'"),
+        'string_value = [1, 2]': passed_as_repr('[1, 2]'),
+        # what python-cpl converted without a word, cplrun converts the same
+        # way with a CplWarning
+        'warned': {'python-cpl': [], 'cplrun': [
+            'int_value = True', 'int_value = False', 'enum_int = True',
+            'float_value = True', 'float_value = False', 'string_value = 5',
+            'string_value = 1.5', 'string_value = True', 'bool_value = 2',
+            'bool_value = 1.0', 'bool_value = 0.0', 'bool_value = -1',
+            'bool_value = 0.5', "bool_value = ''"]}})

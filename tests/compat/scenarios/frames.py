@@ -59,6 +59,10 @@ omp.calib = {'A': calib}
 record('unconfigured: set a dict', listed(omp.calib))
 
 cpl.Recipe.path = [config['pipeline_dirs']['muse']]
+# the counts of every MUSE recipe (merged over its raw tags)
+record('muse: counts of every recipe', {
+    name: sorted([c.tag, c.min, c.max] for c in cpl.Recipe(name).calib)
+    for name in sorted({name for name, _ in cpl.Recipe.list()})})
 dark = cpl.Recipe('muse_dark')
 record('muse_dark: listing', listed(dark.calib))
 record('muse_dark: output', dark.output)

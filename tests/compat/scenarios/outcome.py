@@ -143,6 +143,12 @@ def _printed(rec):
     return rec.name.endswith('.output')
 
 
+def _in_work(line):
+    """A log line with the scenario's folder (each side has its own) left
+    out of the paths in it."""
+    return line.replace(os.getcwd() + os.sep, '')
+
+
 def log(entries):
     """A LogList: its type, records by level name, the warning and error
     lines, the logger names; the lines the recipe printed itself only as
@@ -157,8 +163,8 @@ def log(entries):
     return {'type': type_name(entries),
             'record_type': sorted({type_name(r) for r in kept}),
             'levels': levels,
-            'error': entries.error,
-            'warning': entries.warning,
+            'error': [_in_work(line) for line in entries.error],
+            'warning': [_in_work(line) for line in entries.warning],
             'info_count': len([r for r in kept if r.levelno >= logging.INFO]),
             'debug_count': len(kept),
             'loggers': sorted({r.name for r in kept}),

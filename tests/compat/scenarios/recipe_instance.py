@@ -31,7 +31,9 @@ def describe(recipe):
 for name in ('rtest_copy', 'rtest_params', 'rtest_omp', 'rtest_crash'):
     record(name, describe(cpl.Recipe(name)))
 
-for name, instrument in (('muse_bias', 'muse'), ('uves_cal_mbias', 'uves'),
+# muse_scibasic: calibration and product lists long enough to wrap
+for name, instrument in (('muse_bias', 'muse'), ('muse_scibasic', 'muse'),
+                         ('uves_cal_mbias', 'uves'),
                          ('naco_img_jitter', 'naco')):
     cpl.Recipe.path = [config['pipeline_dirs'][instrument]]
     record(name, describe(cpl.Recipe(name)))
