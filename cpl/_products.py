@@ -366,17 +366,30 @@ def set_pipefile(path: str, name: str) -> str | None:
         end = next(i for i, card in enumerate(cards) if card[:8] == b'END     ')
         body = b''.join(cards[:first]) + new + b''.join(cards[last:end + 1])
         rewritten = body + b' ' * (-len(body) % FITS_BLOCK)
+        signed = any(card[:10] == b'CHECKSUM= ' for card in cards[:end])
         if len(rewritten) == len(cards) * CARD:
             f.seek(0)
             f.write(rewritten)
-            return old.value
-        grown = '%s.%s' % (path, uuid.uuid4().hex[:8])
-        with open(grown, 'xb') as out:
-            out.write(rewritten)
-            f.seek(len(cards) * CARD)
-            shutil.copyfileobj(f, out, 1 << 20)
-    os.replace(grown, path)
+            grown = None
+        else:
+            grown = '%s.%s' % (path, uuid.uuid4().hex[:8])
+            with open(grown, 'xb') as out:
+                out.write(rewritten)
+                f.seek(len(cards) * CARD)
+                shutil.copyfileobj(f, out, 1 << 20)
+    if grown is not None:
+        os.replace(grown, path)
+    if signed:
+        _sign_primary(path)
     return old.value
+
+
+def _sign_primary(path: str) -> None:
+    """Recomputes the primary HDU's CHECKSUM (the runner signs products
+    as esorex does, and the PIPEFILE card is part of what it sums), so
+    that a renamed product still verifies."""
+    with fits.open(path, mode='update', memmap=False) as hdul:
+        hdul[0].add_checksum()
 
 
 def _is_product_named(path: str, name: str) -> bool:

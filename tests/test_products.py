@@ -166,7 +166,17 @@ def assert_one_renamed(paths, out, stem='rtest_hang'):
     assert listing(out) == names
     for path in paths:
         assert fits.getheader(path)['PIPEFILE'] == os.path.basename(path)
+        assert_signature_holds(path)
     return os.path.join(out, '%s-1.fits' % stem)
+
+
+def assert_signature_holds(path):
+    """The runner signs products (CHECKSUM, as esorex does): a renamed
+    one, whose PIPEFILE changed, still verifies."""
+    with fits.open(path, checksum=True) as hdul:
+        assert 'CHECKSUM' in hdul[0].header
+        for hdu in hdul:
+            assert hdu.verify_checksum() == 1, (path, hdu.name)
 
 
 def test_overlapping_threaded_calls_keep_both_products(raw, tmp_path, caplog):
@@ -553,6 +563,18 @@ def test_set_pipefile(tmp_path, n_cards, name, grows):
                           if k != 'PIPEFILE']
     assert (os.stat(path).st_ino != inode) == grows
     assert os.listdir(str(tmp_path)) == ['x.fits']
+
+
+@pytest.mark.parametrize('n_cards', [0, 36 - 9])
+def test_set_pipefile_keeps_a_signed_product_verifying(tmp_path, n_cards):
+    path = str(tmp_path / 'x.fits')
+    hdu = fits.PrimaryHDU(np.arange(6, dtype=np.int16).reshape(2, 3))
+    hdu.header['PIPEFILE'] = ('x.fits', 'Filename of data product')
+    for i in range(n_cards):
+        hdu.header['KEY%d' % i] = i
+    fits.HDUList([hdu, fits.ImageHDU(np.ones(4))]).writeto(path, checksum=True)
+    _products.set_pipefile(path, 'x-' + 'n' * 70 + '.fits')
+    assert_signature_holds(path)
 
 
 def test_set_pipefile_leaves_other_files_alone(tmp_path):
