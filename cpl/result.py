@@ -120,16 +120,7 @@ class CplError(Exception):
         for e in self:
             if e is not self:
                 text += '\n    ' + e._describe()
-        where = []
-        if self.recipe:
-            where.append('recipe %s' % self.recipe)
-        if self.inputs:
-            where.append(inputs_text(self.inputs))
-        if self.log_file:
-            where.append('log %s' % self.log_file)
-        if where:
-            text += '\n    (' + '; '.join(where) + ')'
-        return text
+        return text + where_text(self)
 
     def __reduce__(self):
         errors = [{'code': e.code, 'message': e.msg, 'file': e.file,
@@ -138,6 +129,21 @@ class CplError(Exception):
         return (_restore_cpl_error, (self.retval, errors,
                                      _log_to_portable(self.log), self.recipe,
                                      self.log_file, self.workdir, self.inputs))
+
+
+def where_text(error: 'CplError | RecipeCrash') -> str:
+    """The line of an error that says which run it was and what it left:
+    recipe, inputs, log, and the run's folder, kept for inspection."""
+    where = []
+    if error.recipe:
+        where.append('recipe %s' % error.recipe)
+    if error.inputs:
+        where.append(inputs_text(error.inputs))
+    if error.log_file:
+        where.append('log %s' % error.log_file)
+    if error.workdir:
+        where.append('files kept in %s' % error.workdir)
+    return '\n    (' + '; '.join(where) + ')' if where else ''
 
 
 def inputs_text(inputs: list[str], shown: int = 3) -> str:
@@ -194,18 +200,7 @@ class RecipeCrash(Exception):
                 text += '\n  File "%s", %sin %s' % (
                     e.filename, 'line %s, ' % e.line if e.line else '',
                     e.func)
-        where = []
-        if self.recipe:
-            where.append('recipe %s' % self.recipe)
-        if self.inputs:
-            where.append(inputs_text(self.inputs))
-        if self.log_file:
-            where.append('log %s' % self.log_file)
-        if self.workdir:
-            where.append('files kept in %s' % self.workdir)
-        if where:
-            text += '\n    (' + '; '.join(where) + ')'
-        return text
+        return text + where_text(self)
 
     def log(self, logger: logging.Logger) -> None:
         """Writes the crash and its traceback to logger, as errors."""

@@ -196,7 +196,7 @@ def test_recipe_error_raises_cpl_error_with_chain(raw, tmp_path):
         assert os.path.isfile(e.log_file)
         assert os.path.isdir(e.workdir)
         assert os.path.dirname(e.log_file) == e.workdir
-        assert e.workdir in str(e)
+        assert 'files kept in %s' % e.workdir in str(e)
         assert os.path.isfile(os.path.join(e.workdir, 'partial.fits'))
         with open(e.log_file) as f:
             assert 'rtest_error failed' in f.read()
