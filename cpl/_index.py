@@ -24,6 +24,16 @@ _disk_loaded = False
 _cpl = {'version': None, 'description': None}
 
 
+def _new_lock_after_fork() -> None:
+    # A child forked while another thread described libraries would wait
+    # for ever on a lock that thread, absent in the child, holds.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 def default_path() -> list[str]:
     """Where installed pipelines put their recipes: Debian's multiarch
     folders, the ``recipe-dir`` of esorex's configuration, ESO's kits and

@@ -14,7 +14,8 @@ from concurrent.futures import CancelledError
 from typing import Any, Callable
 
 from ._run import Cancelled, RunControl, RunSpec, execute
-from ._slots import HeldSlot, SlotWait, Slots, slots  # noqa: F401 (API)
+# recipe.py imports SlotWait and slots from here
+from ._slots import HeldSlot, SlotWait, slots  # noqa: F401
 
 PENDING, RUNNING, FINISHED, CANCELLED = 'pending', 'running', 'finished', \
     'cancelled'

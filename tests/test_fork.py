@@ -5,17 +5,20 @@ goes on calling on its servers, and neither disturbs the other, at the
 child's exit neither."""
 from __future__ import annotations
 
+import ast
 import atexit
 import concurrent.futures
 import gc
 import multiprocessing
 import os
+import select
+import signal
 import subprocess
 import sys
 import threading
 
 import numpy as np
-import pytest
+import psutil
 
 import cpl
 from cpl import _runner
@@ -25,6 +28,8 @@ from cpl.parallel import Workflow
 #: one child of each kind, each making CHILD_CALLS calls.
 FORK_ROUNDS = 8
 CHILD_CALLS = 2
+#: How long a child may take for its calls before it counts as hung.
+CHILD_SECONDS = 60
 
 fork_context = multiprocessing.get_context('fork')
 
@@ -71,14 +76,27 @@ def in_os_fork_child(raw_images, first: int) -> list:
             os._exit(status)
     os.close(write_end)
     with os.fdopen(read_end, 'rb') as f:
+        if not select.select([f], [], [], CHILD_SECONDS)[0]:
+            os.kill(pid, signal.SIGKILL)        # hung: fail, do not hang
         text = f.read().decode()
     _, status = os.waitpid(pid, 0)
-    assert status == 0 and text, 'the os.fork child failed'
-    return eval(text)           # a list of floats, str and an int
+    assert status == 0 and text, 'the os.fork child failed (%s)' % status
+    return ast.literal_eval(text)       # floats or error texts, a pid
 
 
 def in_process_child(raw_images, first: int, results) -> None:
     results.put(child_calls(raw_images, first))
+
+
+def kill_forked_children() -> None:
+    """Kills the children of this process that are copies of it (not the
+    recipe servers)."""
+    for child in psutil.Process().children():
+        try:
+            if 'cplrun-runner' not in ' '.join(child.cmdline()):
+                child.kill()
+        except psutil.Error:
+            pass
 
 
 def parent_calls(raw_images, stop: threading.Event, problems: list) -> None:
@@ -103,26 +121,30 @@ def test_forked_children_call_recipes_while_the_parent_does(raw_images):
     for t in callers:
         t.start()
     child_servers = set()
+    executor = concurrent.futures.ProcessPoolExecutor(
+        2, mp_context=fork_context)
     try:
-        with concurrent.futures.ProcessPoolExecutor(
-                2, mp_context=fork_context) as executor:
-            for n in range(FORK_ROUNDS):
-                first = 3 * n
-                results = fork_context.Queue()
-                process = fork_context.Process(
-                    target=in_process_child, args=(raw_images, first, results))
-                process.start()
-                pooled = executor.submit(child_calls, raw_images, first + 1)
-                forked = in_os_fork_child(raw_images, first + 2)
-                got = [results.get(timeout=90), pooled.result(timeout=90),
-                       forked]
-                process.join(30)
-                assert process.exitcode == 0
-                for offset, values in enumerate(got):
-                    assert values[:-1] == expected(raw_images, first + offset)
-                    child_servers.add(values[-1])
+        for n in range(FORK_ROUNDS):
+            first = 3 * n
+            results = fork_context.Queue()
+            process = fork_context.Process(
+                target=in_process_child, args=(raw_images, first, results))
+            process.start()
+            pooled = executor.submit(child_calls, raw_images, first + 1)
+            forked = in_os_fork_child(raw_images, first + 2)
+            got = [results.get(timeout=CHILD_SECONDS),
+                   pooled.result(timeout=CHILD_SECONDS), forked]
+            process.join(30)
+            assert process.exitcode == 0
+            for offset, values in enumerate(got):
+                assert values[:-1] == expected(raw_images, first + offset)
+                child_servers.add(values[-1])
+    except BaseException:
+        kill_forked_children()      # hung ones must not hang the suite
+        raise
     finally:
         stop.set()
+        executor.shutdown()
         for t in callers:
             t.join(90)
     assert problems == []
@@ -192,3 +214,13 @@ def test_a_forked_child_that_exits_leaves_the_parents_server(
         env=dict(os.environ, TMPDIR=str(tmp_path)))
     out = proc.stdout.decode(errors='replace')
     assert proc.returncode == 0 and out.startswith('ok '), out
+
+
+def test_a_child_forked_while_the_parents_locks_are_held(raw_images):
+    """As when another thread of the parent looks a recipe up, takes a
+    server or a slot at the moment of the fork."""
+    from cpl import _index, _slots
+    copied_value(raw_images, 0)
+    with _index._lock, _runner.pool._lock, _slots.slots._lock:
+        values = in_os_fork_child(raw_images, 6)
+    assert values[:-1] == expected(raw_images, 6)
