@@ -297,6 +297,24 @@ def recipe_processes():
     return found
 
 
+def live_recipe_processes():
+    """The recipe processes not on their way out: a finished run's process
+    is killed by its server as it reports the end, and may still be
+    exiting (its folder already let go of: no cwd) or a zombie when the
+    next run starts."""
+    import psutil
+    live = []
+    for process in recipe_processes():
+        try:
+            if process.status() not in (psutil.STATUS_ZOMBIE,
+                                        psutil.STATUS_DEAD) and \
+                    process.cwd() != '':
+                live.append(process)
+        except psutil.Error:
+            pass
+    return live
+
+
 def proc_state(pid):
     """The state letter of /proc/<pid>/stat, or None if there is no such
     process."""

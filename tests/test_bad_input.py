@@ -19,7 +19,7 @@ from cpl import parallel
 from cpl.esorex import SofError, load_rc, load_sof
 from cpl.frames import InputFileError
 from cpl.parallel import Workflow, run_batch
-from conftest import recipe_processes, remove_run_dir, run_dirs, write_image
+from conftest import live_recipe_processes, remove_run_dir, run_dirs, write_image
 
 OPTS = dict(progress=False)
 
@@ -31,7 +31,7 @@ def nothing_runs(work_tmp, ran):
     yield
     assert ran == []
     assert set(run_dirs(work_tmp)) == before
-    assert recipe_processes() == []
+    assert live_recipe_processes() == []
 
 
 def image(path, value=1.0):

@@ -12,8 +12,8 @@ import pytest
 
 import cpl
 from cpl.threaded import RecipeThread
-from conftest import (is_gone, recipe_processes, remove_run_dir, run_dirs,
-                      wait_until)
+from conftest import (is_gone, live_recipe_processes, recipe_processes,
+                      remove_run_dir, run_dirs, wait_until)
 
 
 def hang(seconds=3600.0, **params):
@@ -186,7 +186,7 @@ def sample_while(threads, interval=0.01, timeout=60):
     deadline = time.monotonic() + timeout
     while not all(t.done() for t in threads):
         assert time.monotonic() < deadline, 'calls did not finish'
-        most_processes = max(most_processes, len(recipe_processes()))
+        most_processes = max(most_processes, len(live_recipe_processes()))
         most_threads = max(most_threads, threading.active_count())
         time.sleep(interval)
     return most_processes, most_threads
@@ -278,18 +278,6 @@ def test_maxthreads_must_be_positive():
 
 
 # --- every run takes a slot -----------------------------------------------------------
-def alive(process) -> bool:
-    """Not on its way out: a finished run's process is killed by its server
-    as it reports the end, and may still be exiting (its folder already
-    let go of: no cwd) or a zombie when the next run starts."""
-    try:
-        return process.status() not in (psutil.STATUS_ZOMBIE,
-                                         psutil.STATUS_DEAD) and \
-            process.cwd() != ''
-    except psutil.Error:
-        return False
-
-
 def most_processes_during(work, *args, **kwargs):
     """(what work returned, most recipe processes alive at once while it
     ran)."""
@@ -297,7 +285,7 @@ def most_processes_during(work, *args, **kwargs):
         future = pool.submit(work, *args, **kwargs)
         most = 0
         while not future.done():
-            most = max(most, len([p for p in recipe_processes() if alive(p)]))
+            most = max(most, len(live_recipe_processes()))
             time.sleep(0.01)
         return future.result(), most
 
