@@ -225,6 +225,10 @@ class LogReader:
 
     def _add_output_lines(self, logger: logging.Logger, lines: list[bytes]
                           ) -> None:
+        # Printed lines count as INFO: a call's loglevel above that drops
+        # them, as it keeps CPL from writing its own INFO messages.
+        if self.loglevel is not None and self.loglevel > logging.INFO:
+            return
         for line in lines:
             # lineno 0, not None: formats with %(lineno)d (pytest's) need one.
             record = logging.LogRecord(logger.name, logging.INFO, None, 0,

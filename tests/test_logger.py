@@ -145,6 +145,20 @@ def test_big_log(raw, capfd, collected):
     assert out == '' and err == ''
 
 
+def test_loglevel_above_info_drops_printed_lines_too(raw, collected):
+    """What a recipe prints counts as INFO: loglevel=ERROR keeps it out
+    of the log and of logging, as python-cpl does."""
+    r = cpl.Recipe('rtest_biglog')
+    r.tag = 'RAW'
+    res = r(raw, param={'lines': 3}, loglevel=logging.ERROR)
+    assert 'BIGLOG_PRODUCT' in res
+    assert not [rec for rec in res.log if rec.name.endswith('.output')]
+    assert not [rec for rec in collected if rec.name.endswith('.output')]
+    full = r(raw, param={'lines': 3})
+    assert [rec for rec in full.log if rec.name.endswith('.output')]
+    assert [rec for rec in collected if rec.name.endswith('.output')]
+
+
 def test_crashing_recipe_prints_nothing_on_the_terminal(raw, capfd):
     r = cpl.Recipe('rtest_crash')
     r.tag = 'RAW'
