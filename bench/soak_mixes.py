@@ -55,6 +55,8 @@ FORK_DEADLINE = 20.0
 CHILD_DEADLINE = 60.0
 #: seconds each call of a mix may take before it counts as timed out
 CALL_TIMEOUT = 10.0
+#: cpl.threaded's default bound on runs at once (none, in effect)
+SLOTS_UNBOUNDED = 65536
 #: runs of the workflow a script is interrupted in: copies, then short
 #: hangs (some end about when the signal comes), then long ones (the batch
 #: cannot end before it)
@@ -315,10 +317,24 @@ class Mixes:
                 if res['PRODUCT'] != os.path.join(folder, 'rtest_copy.fits'):
                     status, error = 'renamed', res['PRODUCT']
             self.tally('rerun_call', 'success', status, error)
-        # at once, into the same folder: none overwrites another
+        # at once, into the same folder: none overwrites another.  Calls
+        # overlap when each is made before another ends (a call made after
+        # one ended replaces its product, as a rerun does): the four are
+        # made while a hang holds the only slot, so they wait, in flight.
         overlapping = self.copies(4, first=5)
-        threads = [recipe(raw, tag='RAW', output_dir=folder, threaded=True,
-                          timeout=CALL_TIMEOUT) for raw, _v in overlapping]
+        hang = cpl.Recipe('rtest_hang')
+        cpl.Recipe.set_maxthreads(1)
+        try:
+            holder = hang(overlapping[0][0], tag='RAW', threaded=True,
+                          param={'seconds': 0.5}, timeout=CALL_TIMEOUT)
+            while not (holder.running() or holder.done()):
+                time.sleep(0.001)
+            threads = [recipe(raw, tag='RAW', output_dir=folder,
+                              threaded=True, timeout=CALL_TIMEOUT)
+                       for raw, _v in overlapping]
+            self.tally('rerun_overlap', 'success', *thread_outcome(holder)[::2])
+        finally:
+            cpl.Recipe.set_maxthreads(SLOTS_UNBOUNDED)
         reported = {}
         for i, (thread, (_raw, value)) in enumerate(zip(threads,
                                                         overlapping)):
