@@ -449,10 +449,8 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
     except RecipeCrash as exc:
         outcome['status'], outcome['error'] = 'crashed', str(exc)
     except CplError as exc:
+        # its text names the folder kept until the run is tried again
         outcome['status'], outcome['error'] = 'failed', str(exc)
-        if exc.workdir:
-            # kept until the run is tried again: the report says where
-            outcome['error'] += '\n    (files kept in %s)' % exc.workdir
     except Exception as exc:        # bad input found at run time
         outcome['status'] = 'failed'
         outcome['error'] = '%s: %s' % (type(exc).__name__, exc)

@@ -66,6 +66,13 @@ def warn(text: str) -> None:
     warnings.warn(CplWarning(text), stacklevel=level)
 
 
+#: At most this many of the recipe's ERROR messages go into a CplError's text.
+SHOWN_RECIPE_ERRORS = 5
+#: The functions recipes dump CPL's error chain with (cpl_errorstate_dump_one_level,
+#: muse_cplerrorstate_dump_some...): their lines repeat the chain.
+_ERROR_DUMP = re.compile(r'errorstate_dump|error_dump', re.IGNORECASE)
+
+
 class CplError(Exception):
     """The recipe returned an error.
 
@@ -116,11 +123,45 @@ class CplError(Exception):
                                             self.line)
 
     def __str__(self) -> str:
-        text = self._describe()
-        for e in self:
-            if e is not self:
-                text += '\n    ' + e._describe()
-        return text + where_text(self)
+        # What the recipe said first: CPL's own error is often only "An
+        # unspecified error" where the recipe's message names what is
+        # missing.
+        said = self.recipe_messages()
+        chain = [e._describe() for e in self]
+        if said:
+            chain[0] = 'CPL error: ' + chain[0]
+        lines = said + chain
+        warning = self.last_warning() if self.retval else None
+        if warning:
+            lines.append('last warning: ' + warning)
+        return '\n    '.join(lines) + where_text(self)
+
+    def recipe_messages(self) -> list[str]:
+        """The recipe's own ERROR messages in its log (its dumps of the CPL
+        error chain left out: the chain is in the error already), each
+        once, at most SHOWN_RECIPE_ERRORS of them."""
+        said: list[str] = []
+        for record in self.log or ():
+            if record.levelno < logging.ERROR or \
+                    _ERROR_DUMP.search(record.funcName or ''):
+                continue
+            text = str(record.msg).strip()
+            if text and text not in said:
+                said.append(text)
+        if len(said) > SHOWN_RECIPE_ERRORS:
+            more = len(said) - SHOWN_RECIPE_ERRORS
+            said = said[:SHOWN_RECIPE_ERRORS] + [
+                '(and %d more error message%s in the log)'
+                % (more, '' if more == 1 else 's')]
+        return said
+
+    def last_warning(self) -> str | None:
+        """The recipe's last WARNING message, or None."""
+        for record in reversed(self.log or ()):
+            if record.levelno == logging.WARNING and \
+                    record.funcName != 'cplrun' and str(record.msg).strip():
+                return str(record.msg).strip()
+        return None
 
     def __reduce__(self):
         errors = [{'code': e.code, 'message': e.msg, 'file': e.file,

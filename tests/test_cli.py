@@ -242,3 +242,44 @@ def test_a_failed_muse_rerun_keeps_the_masters_and_the_report_every_run(
                                          'bias_a': ('success', True),
                                          'bias_c': ('success', True)}
     assert report['runs'][0]['name'] == 'bias_b'
+
+
+# --- real pipelines through the command line -------------------------------------------
+def pipeline_step(manifest, recipe):
+    try:
+        cpl.Recipe(recipe)
+    except cpl.RecipeNotFoundError:
+        pytest.skip('pipeline recipe %s is not installed' % recipe)
+    return next(s for s in manifest['steps'] if s['recipe'] == recipe)
+
+
+def test_failures_say_what_the_recipe_said(system_path, data_dir, tmp_path,
+                                           capsys):
+    """MUSE dark without its bias, MUSE bias of one frame: the summary's
+    Problems and report.json have the recipe's own error, not only CPL's
+    'An unspecified error'."""
+    _folder, manifest = data_dir
+    dark = pipeline_step(manifest, 'muse_dark')
+    bias = pipeline_step(manifest, 'muse_bias')
+    nobias = sof(tmp_path / 'dark_nobias.sof',
+                 *[(f, 'DARK') for f in dark['raw']])
+    onebias = sof(tmp_path / 'one_bias.sof', (bias['raw'][0], 'BIAS'))
+    out = str(tmp_path / 'out')
+    assert cli.main(['run', 'muse_dark', nobias, '-o', out,
+                     '--no-progress']) == 1
+    assert cli.main(['run', 'muse_bias', onebias, '-o', out,
+                     '--no-progress']) == 1
+    printed = capsys.readouterr().out
+    missing = 'Required 1, found 0 frames with tag "MASTER_BIAS"'
+    too_few = 'Required 3, found 1 input frames with tag "BIAS"'
+    problems = printed.split('Problems:')
+    assert len(problems) == 3
+    assert '  dark_nobias (muse_dark): failed\n      %s' % missing \
+        in problems[1]
+    assert '  one_bias (muse_bias): failed\n      %s' % too_few in problems[2]
+    with open(os.path.join(out, 'report.json')) as f:
+        errors = {r['name']: r['error'] for r in json.load(f)['runs']}
+    assert errors['dark_nobias'].startswith(missing)
+    assert errors['one_bias'].startswith(too_few)
+    # the kept folder is named once, not twice
+    assert errors['one_bias'].count('files kept in') == 1

@@ -396,7 +396,7 @@ def test_a_failed_rerun_keeps_the_products_and_the_report_keeps_every_run(
     assert failed['b'].status == 'failed'
     kept = os.path.join(out, 'b', parallel.WORK_FOLDER)
     (workdir,) = os.listdir(kept)
-    assert '(files kept in %s)' % os.path.join(kept, workdir) in \
+    assert '; files kept in %s)' % os.path.join(kept, workdir) in \
         failed['b'].error
     assert len(failed) == 1                 # the returned report: this call
     assert open(product, 'rb').read() == content
