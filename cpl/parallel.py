@@ -35,12 +35,15 @@ from ._backends import backend_for, dask_worker, watch_dask_cancel
 from ._run import Cancelled, RunControl, execute, interrupts_noted
 from .frames import frame_items
 from .recipe import Recipe
-from .result import CplError, RecipeCrash, RecipeTimeout
+from .result import (CplError, RecipeCrash, RecipeTimeout, count_warnings,
+                     recipe_warnings)
 
 #: status values of a run in a report
 STATUSES = ('success', 'failed', 'crashed', 'timeout', 'skipped', 'cached',
             'cancelled')
 DONE_OK = ('success', 'cached')
+#: How many of a run's warning messages its report and summary show.
+SHOWN_WARNINGS = 3
 #: RAM a run needs per byte of input, for the pre-flight estimate.
 RAM_PER_INPUT_BYTE = 4.0
 #: Disk a run needs per byte of input.
@@ -294,6 +297,10 @@ class RunRecord:
     max_rss_mb: float | None = None
     omp_threads: int | None = None
     attempts: int = 0
+    #: the recipe's WARNING messages: how many (None: not known, as for a
+    #: crash or a reused run), and the first few different ones
+    warnings: int | None = None
+    warning_lines: list = dataclasses.field(default_factory=list)
     worker: str | None = None
     depends_on: list = dataclasses.field(default_factory=list)
     started: float | None = None
@@ -370,21 +377,37 @@ class Report:
         out = file or sys.stdout
         width = max([len(r.name) for r in self.runs] + [4])
         rwidth = max([len(r.recipe) for r in self.runs] + [6])
-        out.write('%-*s  %-*s  %-9s %8s %8s %8s %4s %3s\n' % (
-            width, 'run', rwidth, 'recipe', 'status', 'wall s', 'cpu s',
-            'rss MB', 'omp', 'try'))
+        row = '%-*s  %-*s  %-9s %8s %8s %8s %4s %3s %5s\n'
+        out.write(row % (width, 'run', rwidth, 'recipe', 'status', 'wall s',
+                         'cpu s', 'rss MB', 'omp', 'try', 'warn'))
 
         def num(v, fmt):
             return fmt % v if v is not None else '-'
         for r in self.runs:
-            out.write('%-*s  %-*s  %-9s %8s %8s %8s %4s %3s\n' % (
+            out.write(row % (
                 width, r.name, rwidth, r.recipe, r.status,
                 num(r.wall_s, '%.1f'), num(r.cpu_s, '%.1f'),
                 num(r.max_rss_mb, '%.0f'), num(r.omp_threads, '%d'),
-                r.attempts))
+                r.attempts, num(r.warnings, '%d')))
         counts = ', '.join('%d %s' % (n, s) for s, n in self.counts().items())
+        warned = sum(r.warnings or 0 for r in self.runs)
+        if warned:
+            counts += '; %d warning%s' % (warned, '' if warned == 1 else 's')
         out.write('\n%d runs in %.1f s: %s\n' % (len(self.runs), self.wall_s,
                                                counts))
+        # A success with warnings is not silent; a failure's error has its
+        # last warning already.
+        noisy = [r for r in self.runs if r.status in DONE_OK and r.warnings]
+        if noisy:
+            out.write('\nWarnings:\n')
+            for r in noisy:
+                out.write('  %s (%s): %d warning%s\n' % (
+                    r.name, r.recipe, r.warnings,
+                    '' if r.warnings == 1 else 's'))
+                for line in r.warning_lines:
+                    out.write('      %s\n' % line)
+                if r.log:
+                    out.write('      log: %s\n' % r.log)
         problems = [r for r in self.runs if r.status not in DONE_OK]
         if problems:
             out.write('\nProblems:\n')
@@ -435,6 +458,7 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
                                                      dir=work_base)
         try:
             result = execute(spec, control)
+            _note_warnings(outcome, result.log)
             outcome['products'] = commit(
                 task['output_dir'], task.get('key'), task['recipe'],
                 {tag: value for tag, value in result})
@@ -451,6 +475,7 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
     except CplError as exc:
         # its text names the folder kept until the run is tried again
         outcome['status'], outcome['error'] = 'failed', str(exc)
+        _note_warnings(outcome, exc.log)
     except Exception as exc:        # bad input found at run time
         outcome['status'] = 'failed'
         outcome['error'] = '%s: %s' % (type(exc).__name__, exc)
@@ -465,6 +490,16 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
     outcome['worker'] = worker.address if worker is not None else '%s:%s' % (
         socket.gethostname(), control.pid if control.pid else os.getpid())
     return outcome
+
+
+def _note_warnings(outcome: dict, log: Any) -> None:
+    """The number of warnings of a run, and its first few, in its outcome."""
+    outcome['warnings'] = count_warnings(log)
+    firsts: list[str] = []
+    for text in recipe_warnings(log):
+        if text not in firsts:
+            firsts.append(text)
+    outcome['warning_lines'] = firsts[:SHOWN_WARNINGS]
 
 
 # --- the execution of a workflow ---------------------------------------------
@@ -771,7 +806,8 @@ class _Execution:
         record.status = outcome['status']
         record.error = outcome.get('error')
         record.products = outcome.get('products') or {}
-        for field in ('wall_s', 'cpu_s', 'max_rss_mb', 'worker'):
+        for field in ('wall_s', 'cpu_s', 'max_rss_mb', 'worker', 'warnings',
+                      'warning_lines'):
             if outcome.get(field) is not None:
                 setattr(record, field, outcome[field])
 

@@ -157,11 +157,8 @@ class CplError(Exception):
 
     def last_warning(self) -> str | None:
         """The recipe's last WARNING message, or None."""
-        for record in reversed(self.log or ()):
-            if record.levelno == logging.WARNING and \
-                    record.funcName != 'cplrun' and str(record.msg).strip():
-                return str(record.msg).strip()
-        return None
+        said = recipe_warnings(self.log)
+        return said[-1] if said else None
 
     def __reduce__(self):
         errors = [{'code': e.code, 'message': e.msg, 'file': e.file,
@@ -170,6 +167,30 @@ class CplError(Exception):
         return (_restore_cpl_error, (self.retval, errors,
                                      _log_to_portable(self.log), self.recipe,
                                      self.log_file, self.workdir, self.inputs))
+
+
+def recipe_warnings(log: Any) -> list[str]:
+    """The recipe's WARNING messages in a run's log (a :class:`LogList`),
+    but for cplrun's own note on a log it shortened."""
+    return [str(r.msg).strip() for r in log or ()
+            if r.levelno == logging.WARNING and r.funcName != 'cplrun'
+            and str(r.msg).strip()]
+
+
+_WARNING_LINE = re.compile(rb'^\d\d:\d\d:\d\d \[WARNING\] ', re.MULTILINE)
+
+
+def count_warnings(log: Any) -> int:
+    """How many WARNING messages the recipe wrote in a run: those of its
+    log, or, when the log left records out, of the whole log's file."""
+    whole = getattr(log, 'file', None)
+    if getattr(log, 'omitted', 0) and whole:
+        try:
+            with open(whole, 'rb') as f:
+                return len(_WARNING_LINE.findall(f.read()))
+        except OSError:
+            pass
+    return len(recipe_warnings(log))
 
 
 def where_text(error: 'CplError | RecipeCrash') -> str:

@@ -283,3 +283,29 @@ def test_failures_say_what_the_recipe_said(system_path, data_dir, tmp_path,
     assert errors['one_bias'].startswith(too_few)
     # the kept folder is named once, not twice
     assert errors['one_bias'].count('files kept in') == 1
+
+
+def test_a_success_with_warnings_is_not_silent(system_path, data_dir,
+                                               tmp_path, capsys):
+    """A UVES bias SOF with a frame tagged BIAS_BLU (for BIAS_BLUE): the
+    recipe succeeds, warning "Unrecognized tag BIAS_BLU"; the summary and
+    the report count the warnings and show the first lines."""
+    _folder, manifest = data_dir
+    step = pipeline_step(manifest, 'uves_cal_mbias')
+    mistyped = str(tmp_path / 'extra_bias.fits')
+    shutil.copy(step['raw'][0], mistyped)
+    night = sof(tmp_path / 'night.sof', *[(f, 'BIAS_BLUE') for f in step['raw']],
+                (mistyped, 'BIAS_BLU'))
+    out = str(tmp_path / 'out')
+    assert cli.main(['run', 'uves_cal_mbias', night, '-o', out,
+                     '--no-progress']) == 0
+    printed = capsys.readouterr().out
+    header, row = printed.strip().splitlines()[:2]
+    assert header.split()[-1] == 'warn' and row.split()[-1] == '2'
+    assert '1 runs in' in printed and '1 success; 2 warnings' in printed
+    assert '\nWarnings:\n  night (uves_cal_mbias): 2 warnings\n' \
+           '      Unrecognized tag BIAS_BLU\n' in printed
+    with open(os.path.join(out, 'report.json')) as f:
+        (run,) = json.load(f)['runs']
+    assert run['status'] == 'success' and run['warnings'] == 2
+    assert run['warning_lines'][0] == 'Unrecognized tag BIAS_BLU'

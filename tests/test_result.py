@@ -557,3 +557,14 @@ def test_recipe_error_messages_are_capped_and_each_said_once():
     assert e.recipe_messages() == [
         'frame %d is bad' % i for i in range(5)] + [
         '(and 3 more error messages in the log)']
+
+
+def test_warnings_of_a_shortened_log_are_counted_in_its_whole_file(tmp_path):
+    whole = tmp_path / 'whole.log'
+    whole.write_text('10:00:00 [WARNING] f: one\n10:00:00 [ INFO  ] f: x\n'
+                     '10:00:01 [WARNING] f: two\n10:00:02 [WARNING] g: three\n')
+    kept = LogList([logging.makeLogRecord({'levelno': logging.WARNING,
+                                           'msg': 'one', 'funcName': 'f'})])
+    assert cpl.result.count_warnings(kept) == 1
+    kept.omitted, kept.file = 2, str(whole)
+    assert cpl.result.count_warnings(kept) == 3
