@@ -179,14 +179,18 @@ def _finish(report, args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .esorex import load_rc
-    from .parallel import run_batch
+    from .parallel import RawTagError, run_batch
     recipe = Recipe(args.recipe)
     if args.recipe_config:
         recipe.param = load_rc(args.recipe_config)
     params = _parse_params(args.param)
-    report = _run_on(args, lambda executor: run_batch(
-        recipe, args.sof, param=params, executor=executor,
-        **_run_options(args)))
+    try:
+        report = _run_on(args, lambda executor: run_batch(
+            recipe, args.sof, tag=args.tag, param=params, executor=executor,
+            **_run_options(args)))
+    except RawTagError as exc:
+        print('cplrun: %s' % exc.text('--tag TAG'), file=sys.stderr)
+        return 2
     return _finish(report, args)
 
 
@@ -266,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('sof', nargs='+', help='esorex set-of-files')
     p.add_argument('-p', '--param', action='append', metavar='NAME=VALUE',
                    help='a recipe parameter (repeatable)')
+    p.add_argument('--tag', metavar='TAG',
+                   help="the raw frames' tag in the SOFs (default: the one "
+                        'the recipe takes, else the first one listed)')
     p.add_argument('--recipe-config', metavar='FILE.rc',
                    help='parameters from an esorex configuration file')
     _add_run_options(p)

@@ -65,6 +65,22 @@ class MissingInputsError(FileNotFoundError):
         return self.args[0]
 
 
+class RawTagError(ValueError):
+    """A batch input whose raw frames cannot be told: empty, without the
+    tag given, or with no single tag the recipe takes.  ``needs_tag``:
+    naming the raw tag would settle it; :meth:`text` says how, with the
+    option of the caller (``tag=`` for :func:`run_batch`)."""
+
+    def __init__(self, what: str, needs_tag: bool = False) -> None:
+        self.what = what
+        self.needs_tag = needs_tag
+        super().__init__(self.text('tag='))
+
+    def text(self, option: str) -> str:
+        return '%s: give %s' % (self.what, option) if self.needs_tag \
+            else self.what
+
+
 class PreflightError(RuntimeError):
     """The estimated memory or disk use exceeds what the machine has."""
 
@@ -260,24 +276,32 @@ def _batch_input(recipe: Recipe, item: Any, tag: str | None
     In an SOF or dict, the raw tag is tag=, else the one the recipe
     declares, else (recipes that declare none, as esorex would pass them
     all) the first tag listed."""
+    source = 'the input of %s' % recipe.__name__
     if isinstance(item, (str, os.PathLike)) and str(item).endswith('.sof'):
         if not os.path.isfile(item):
             raise FileNotFoundError('no such SOF file: %s' % item)
+        source = 'SOF %s' % os.fspath(item)
         item = esorex.load_sof(os.fspath(item))
     if not isinstance(item, Mapping):
         return frame_items(item), tag, {}
+    if not item:
+        raise RawTagError('%s is empty: it lists no frames' % source)
     if tag is not None:
-        raw_tags = [tag] if tag in item else []
+        if tag not in item:
+            raise RawTagError('%s has no frames tagged %s (it has %s)'
+                              % (source, tag, ', '.join(item)))
+        raw_tags = [tag]
     elif recipe.tags is not None:
         raw_tags = [t for t in item if t in recipe.tags]
     else:
         raw_tags = list(item)[:1]
     if len(raw_tags) != 1:
-        raise ValueError('cannot tell the raw frames of %s among the tags %s'
-                         '%s: give tag=' % (
-                             recipe.__name__, ', '.join(item),
-                             ' (it takes %s)' % ', '.join(recipe.tags)
-                             if recipe.tags else ''))
+        raise RawTagError('cannot tell the raw frames of %s in %s among its '
+                          'tags %s%s' % (
+                              recipe.__name__, source, ', '.join(item),
+                              ' (it takes %s)' % ', '.join(recipe.tags)
+                              if recipe.tags else ''),
+                          needs_tag=True)
     raw_tag = raw_tags[0]
     calib = {t: f for t, f in item.items() if t != raw_tag}
     return frame_items(item[raw_tag]), raw_tag, calib

@@ -309,3 +309,32 @@ def test_a_success_with_warnings_is_not_silent(system_path, data_dir,
         (run,) = json.load(f)['runs']
     assert run['status'] == 'success' and run['warnings'] == 2
     assert run['warning_lines'][0] == 'Unrecognized tag BIAS_BLU'
+
+
+def test_raw_tag_messages_name_the_tag_option(system_path, data_dir, tmp_path,
+                                              capsys):
+    """The command line has --tag, and says so (not 'give tag='); an empty
+    SOF is called empty."""
+    _folder, manifest = data_dir
+    step = pipeline_step(manifest, 'muse_bias')
+    mytag = sof(tmp_path / 'mybias.sof', *[(f, 'MYBIAS') for f in step['raw']])
+    out = str(tmp_path / 'out')
+    assert cli.main(['run', 'muse_bias', mytag, '-o', out]) == 2
+    err = capsys.readouterr().err
+    assert err == ('cplrun: cannot tell the raw frames of muse_bias in SOF %s '
+                   'among its tags MYBIAS (it takes BIAS): give --tag TAG\n'
+                   % mytag)
+    assert cli.main(['run', 'muse_bias', mytag, '-o', out,
+                     '--tag', 'DARK']) == 2
+    assert capsys.readouterr().err == (
+        'cplrun: SOF %s has no frames tagged DARK (it has MYBIAS)\n' % mytag)
+    # --tag reaches the recipe, which takes no MYBIAS frames
+    assert cli.main(['run', 'muse_bias', mytag, '-o', out,
+                     '--tag', 'MYBIAS']) == 2
+    assert capsys.readouterr().err == (
+        "cplrun: recipe muse_bias takes no raw frames tagged 'MYBIAS'; its "
+        "tags are ['BIAS']\n")
+    empty = sof(tmp_path / 'empty.sof')
+    assert cli.main(['run', 'muse_bias', empty, '-o', out]) == 2
+    assert capsys.readouterr().err == \
+        'cplrun: SOF %s is empty: it lists no frames\n' % empty

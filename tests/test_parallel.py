@@ -939,3 +939,18 @@ def test_naco_dark_batch_from_its_sof(system_path, data_dir, tmp_path):
         assert fits.getheader(path)['ESO PRO CATG'] == tag
         assert cpl.dfs.ProcessingInfo(path).param['r'] == '12 12 12 12'
     assert os.path.isfile(r.log)
+
+
+def test_run_batch_says_what_is_wrong_with_the_raw_tag(tmp_path, raw):
+    empty = tmp_path / 'empty.sof'
+    empty.write_text('')
+    with pytest.raises(parallel.RawTagError,
+                       match='^SOF %s is empty: it lists no frames$' % empty):
+        run_batch('rtest_copy', [str(empty)], **OPTS)
+    with pytest.raises(ValueError, match=r'^cannot tell the raw frames of '
+                       r'rtest_copy in the input of rtest_copy among its tags '
+                       r'OTHER \(it takes RAW\): give tag=$'):
+        run_batch('rtest_copy', [{'OTHER': raw}], **OPTS)
+    with pytest.raises(parallel.RawTagError,
+                       match=r'has no frames tagged RAW2 \(it has RAW\)'):
+        run_batch('rtest_copy', [{'RAW': raw}], tag='RAW2', **OPTS)
