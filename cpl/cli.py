@@ -167,14 +167,29 @@ def _run_on(args: argparse.Namespace, start: Callable) -> Any:
 
 
 def _finish(report, args: argparse.Namespace) -> int:
-    print()
-    report.summary()
     if args.report:
         report.to_json(args.report)
-    print('\nProducts: %s/<run>/; report: %s' % (
-        report.output_dir, args.report or
-        os.path.join(report.output_dir, 'report.json')))
+    try:
+        print()
+        report.summary()
+        print('\nProducts: %s/<run>/; report: %s' % (
+            report.output_dir, args.report or
+            os.path.join(report.output_dir, 'report.json')))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Piped into head and the like: the runs' outcome is the status.
+        _drop_stdout()
     return 0 if report.ok else 1
+
+
+def _drop_stdout() -> None:
+    """After a broken pipe: what is still buffered for stdout, and what
+    comes, goes nowhere (instead of an error when Python exits)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -306,7 +321,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .cluster import ClusterError
     from .parallel import MissingInputsError, PreflightError
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # Output piped into head and the like, which has what it wanted:
+        # stop quietly (before OSError, which it is).
+        _drop_stdout()
+        return 0
     except (OSError, MissingInputsError, PreflightError, ClusterError,
             ValueError, TypeError, KeyError) as exc:
         print('cplrun: %s' % exc, file=sys.stderr)
@@ -314,10 +336,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print('cplrun: interrupted', file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # Output piped into head and the like: stop quietly.
-        sys.stderr.close()
-        return 0
 
 
 if __name__ == '__main__':

@@ -916,7 +916,11 @@ class _NoDisplay:
 
 
 def _make_display(progress: bool | None, records: list[RunRecord]):
-    if progress is False or (progress is None and not sys.stdout.isatty()):
+    """progress None: the live display on a terminal, else a line per
+    event; True: the live display; False: nothing."""
+    if progress is False:
         return _NoDisplay()
-    from .progress import LiveDisplay
+    from .progress import EventLog, LiveDisplay
+    if progress is None and not sys.stdout.isatty():
+        return EventLog(records)
     return LiveDisplay(records)

@@ -1,10 +1,15 @@
-"""The ``cplrun`` command line, called in-process through cpl.cli.main."""
+"""The ``cplrun`` command line, called in-process through cpl.cli.main,
+and, where its output goes through a pipe, as the installed command."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 from astropy.io import fits
@@ -338,3 +343,65 @@ def test_raw_tag_messages_name_the_tag_option(system_path, data_dir, tmp_path,
     assert cli.main(['run', 'muse_bias', empty, '-o', out]) == 2
     assert capsys.readouterr().err == \
         'cplrun: SOF %s is empty: it lists no frames\n' % empty
+
+
+# --- the real command, its output through a pipe ----------------------------------------
+CPLRUN = os.path.join(os.path.dirname(sys.executable), 'cplrun')
+
+
+def test_through_a_pipe_each_run_is_a_line_as_it_ends(recipe_dir, raw,
+                                                      tmp_path):
+    """stdout a pipe (nohup, sbatch, CI): one flushed line per event, as
+    it happens, and the summary at the end."""
+    first = sof(tmp_path / 'first.sof', (raw, 'RAW'))
+    second = sof(tmp_path / 'second.sof', (raw, 'RAW'))
+    out = str(tmp_path / 'out')
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [CPLRUN, 'run', 'rtest_hang', first, second, '-p', 'seconds=1.5',
+         '-j', '1', '-o', out, '--recipe-dir', recipe_dir],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    arrived = []
+    for line in proc.stdout:
+        arrived.append((time.monotonic() - start, line.rstrip('\n')))
+    ended = time.monotonic() - start
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    proc.stderr.close()
+    events = [(t, line.split()[1:3]) for t, line in arrived
+              if re.match(r'\d\d:\d\d:\d\d ', line)]
+    assert [e for _t, e in events] == [
+        ['started', 'first'], ['success', 'first'],
+        ['started', 'second'], ['success', 'second']]
+    (t_start1, _), (t_end1, _), _, (t_end2, _) = events
+    # each line came when its event happened, not all at the end
+    # (a started line may come up to a refresh, 0.25 s, after the start)
+    assert t_end1 - t_start1 >= 1.0
+    assert ended - t_end1 >= 1.0
+    product = os.path.join(out, 'first', 'rtest_hang.fits')
+    assert re.search(r' success  first \(rtest_hang\) 1\.\ds, product %s$'
+                     % re.escape(product), arrived[1][1]), arrived[1][1]
+    text = '\n'.join(line for _t, line in arrived)
+    assert '\n2 runs in ' in text and text.rstrip().endswith(
+        'report: %s' % os.path.join(out, 'report.json'))
+
+
+@pytest.mark.parametrize('command', [['list'], ['run', 'rtest_copy']])
+def test_a_pipe_closed_early_ends_quietly(command, recipe_dir, raw, tmp_path):
+    """cplrun list | head: the reader goes away; no '[Errno 32] Broken
+    pipe', exit 0 (or, for runs, their outcome: they are not cut short)."""
+    args = [CPLRUN] + command + ['--recipe-dir', recipe_dir]
+    out = str(tmp_path / 'out')
+    if command[0] == 'run':
+        args[3:3] = [sof(tmp_path / 'a.sof', (raw, 'RAW')), '-o', out]
+    read_end, write_end = os.pipe()
+    os.close(read_end)                  # closed before anything is written
+    try:
+        proc = subprocess.run(args, stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (0, '')
+    if command[0] == 'run':
+        with open(os.path.join(out, 'report.json')) as f:
+            assert json.load(f)['runs'][0]['status'] == 'success'
+        assert os.path.isfile(os.path.join(out, 'a', 'rtest_copy.fits'))
