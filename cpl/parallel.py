@@ -256,17 +256,52 @@ def run_batch(recipe: str | Recipe, inputs: Iterable[Any], *,
         recipe = Recipe(recipe)
     w = Workflow()
     inputs = list(inputs)
+    sof_names = _sof_run_names(inputs)
     for i, item in enumerate(inputs):
-        name = names[i] if names else None
+        name = names[i] if names else sof_names.get(i)
         raw, run_tag, run_calib = _batch_input(recipe, item, tag)
-        if name is None and isinstance(item, (str, os.PathLike)) and \
-                str(item).endswith('.sof'):
-            name = os.path.splitext(os.path.basename(os.fspath(item)))[0]
         merged_calib = dict(calib or {})
         merged_calib.update(run_calib)
         w.add(recipe, *raw, tag=run_tag, calib=merged_calib, param=param,
               env=env, name=name)
     return w.run(**run_options)
+
+
+def _is_sof(item: Any) -> bool:
+    return isinstance(item, (str, os.PathLike)) and \
+        os.fspath(item).endswith('.sof')
+
+
+def _sof_run_names(inputs: list) -> dict[int, str]:
+    """The run name of each SOF among inputs (by index): its stem, or,
+    where stems are alike (one SOF per night folder, all named alike), as
+    many of its last folders as tell it apart (n1/bias.sof -> n1-bias).
+    The same SOF twice is an error."""
+    paths: dict[int, list[str]] = {}
+    seen: dict[str, Any] = {}
+    for i, item in enumerate(inputs):
+        if not _is_sof(item):
+            continue
+        real = os.path.realpath(item)
+        if real in seen:
+            raise ValueError('SOF %s is given twice (as %s and %s): one run '
+                             'per SOF' % (real, os.fspath(seen[real]),
+                                          os.fspath(item)))
+        seen[real] = item
+        parts = os.path.abspath(os.fspath(item))[:-len('.sof')].split(os.sep)
+        paths[i] = [p for p in parts if p]
+    depth = dict.fromkeys(paths, 1)
+    while True:
+        names = {i: '-'.join(paths[i][-depth[i]:]) for i in paths}
+        by_name: dict[str, list[int]] = {}
+        for i, name in names.items():
+            by_name.setdefault(name, []).append(i)
+        alike = [i for same in by_name.values() if len(same) > 1
+                 for i in same if depth[i] < len(paths[i])]
+        if not alike:
+            return names        # Workflow.add refuses what is still alike
+        for i in alike:
+            depth[i] += 1
 
 
 def _batch_input(recipe: Recipe, item: Any, tag: str | None
@@ -277,7 +312,7 @@ def _batch_input(recipe: Recipe, item: Any, tag: str | None
     declares, else (recipes that declare none, as esorex would pass them
     all) the first tag listed."""
     source = 'the input of %s' % recipe.__name__
-    if isinstance(item, (str, os.PathLike)) and str(item).endswith('.sof'):
+    if _is_sof(item):
         if not os.path.isfile(item):
             raise FileNotFoundError('no such SOF file: %s' % item)
         source = 'SOF %s' % os.fspath(item)

@@ -405,3 +405,36 @@ def test_a_pipe_closed_early_ends_quietly(command, recipe_dir, raw, tmp_path):
         with open(os.path.join(out, 'report.json')) as f:
             assert json.load(f)['runs'][0]['status'] == 'success'
         assert os.path.isfile(os.path.join(out, 'a', 'rtest_copy.fits'))
+
+
+def test_one_sof_per_night_folder_all_named_alike(system_path, data_dir,
+                                                  tmp_path, capsys):
+    """cplrun run muse_bias n1/bias.sof n2/bias.sof: runs n1-bias and
+    n2-bias; the same SOF twice is a clear error, and nothing runs."""
+    _folder, manifest = data_dir
+    step = pipeline_step(manifest, 'muse_bias')
+    nights = []
+    for night in ('n1', 'n2'):
+        os.makedirs(str(tmp_path / night))
+        nights.append(str(tmp_path / night / 'bias.sof'))
+        shutil.copy(step['sof'], nights[-1])
+    out = str(tmp_path / 'out')
+    assert cli.main(['run', 'muse_bias'] + nights + ['-o', out, '-j', '2',
+                                                      '--no-progress']) == 0
+    with open(os.path.join(out, 'report.json')) as f:
+        runs = {r['name']: r for r in json.load(f)['runs']}
+    assert sorted(runs) == ['n1-bias', 'n2-bias']
+    for name, run in runs.items():
+        assert run['status'] == 'success'
+        masters = run['products']['MASTER_BIAS']        # one per IFU
+        assert len(masters) == 24
+        assert {os.path.dirname(m) for m in masters} == \
+            {os.path.join(out, name)}
+    capsys.readouterr()
+    again = os.path.join(str(tmp_path), 'n1', '..', 'n1', 'bias.sof')
+    assert cli.main(['run', 'muse_bias', nights[0], again, '-o',
+                     str(tmp_path / 'twice')]) == 2
+    assert capsys.readouterr().err == (
+        'cplrun: SOF %s is given twice (as %s and %s): one run per SOF\n'
+        % (nights[0], nights[0], again))
+    assert not os.path.exists(str(tmp_path / 'twice'))

@@ -954,3 +954,10 @@ def test_run_batch_says_what_is_wrong_with_the_raw_tag(tmp_path, raw):
     with pytest.raises(parallel.RawTagError,
                        match=r'has no frames tagged RAW2 \(it has RAW\)'):
         run_batch('rtest_copy', [{'RAW': raw}], tag='RAW2', **OPTS)
+
+
+def test_batch_run_names_tell_alike_sofs_apart_by_their_folders(tmp_path):
+    sofs = [str(tmp_path / p) for p in ('a/x/bias.sof', 'b/x/bias.sof',
+                                        'b/flat.sof', 'c/dark.sof')]
+    assert parallel._sof_run_names(sofs + [['raw.fits']]) == {
+        0: 'a-x-bias', 1: 'b-x-bias', 2: 'flat', 3: 'dark'}
