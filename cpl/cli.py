@@ -20,6 +20,7 @@ import textwrap
 from typing import Any, Callable, Sequence
 
 from .recipe import Recipe
+from .version import __version__
 
 
 def _add_recipe_dir(parser: argparse.ArgumentParser) -> None:
@@ -106,9 +107,23 @@ def _parse_params(items: Sequence[str] | None) -> dict[str, str]:
     for item in items or ():
         name, eq, value = item.partition('=')
         if not eq or not name:
-            raise SystemExit('cplrun: -p takes NAME=VALUE, not %r' % item)
+            raise ValueError('-p takes NAME=VALUE, not %r' % item)
         params[name.lstrip('-')] = value
     return params
+
+
+def _recipe_options(extra: Sequence[str]) -> list[str]:
+    """The esorex-style recipe options among the arguments argparse did not
+    know (``cplrun run muse_bias --nifu=1 bias.sof``), as -p items."""
+    items = []
+    for arg in extra:
+        name, eq, _value = arg.partition('=')
+        if not arg.startswith('--') or not eq or len(name) < 3:
+            raise ValueError(
+                '%r is neither an option of cplrun run nor a recipe option '
+                '--NAME=VALUE (or -p NAME=VALUE)' % arg)
+        items.append(arg[2:])
+    return items
 
 
 def _run_options(args: argparse.Namespace) -> dict:
@@ -198,7 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     recipe = Recipe(args.recipe)
     if args.recipe_config:
         recipe.param = load_rc(args.recipe_config)
-    params = _parse_params(args.param)
+    params = _parse_params(args.param + _recipe_options(args.extra))
     try:
         report = _run_on(args, lambda executor: run_batch(
             recipe, args.sof, tag=args.tag, param=params, executor=executor,
@@ -271,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='cplrun', description='Run ESO CPL pipeline recipes: isolated, '
                                    'in parallel.')
+    parser.add_argument('--version', action='version',
+                        version='cplrun %s' % __version__)
     sub = parser.add_subparsers(dest='command', required=True)
     p = sub.add_parser('list', help='list the installed recipes')
     _add_recipe_dir(p)
@@ -280,11 +297,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='as JSON')
     _add_recipe_dir(p)
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser('run', help='one run of RECIPE per SOF, in parallel')
+    # No abbreviations: a recipe option --time=5 must not become --timeout.
+    p = sub.add_parser(
+        'run', help='one run of RECIPE per SOF, in parallel',
+        usage='%(prog)s RECIPE [--NAME=VALUE ...] SOF [SOF ...] [options]',
+        description='One run of RECIPE per SOF, in parallel. Recipe '
+                    'parameters go after the recipe name as esorex takes '
+                    'them (--nifu=1), or as -p NAME=VALUE; a parameter '
+                    'named like an option of cplrun run needs -p.',
+        allow_abbrev=False)
     p.add_argument('recipe')
     p.add_argument('sof', nargs='+', help='esorex set-of-files')
     p.add_argument('-p', '--param', action='append', metavar='NAME=VALUE',
-                   help='a recipe parameter (repeatable)')
+                   default=[], help='a recipe parameter (repeatable)')
     p.add_argument('--tag', metavar='TAG',
                    help="the raw frames' tag in the SOFs (default: the one "
                         'the recipe takes, else the first one listed)')
@@ -316,7 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != 'run':
+        parser.error('unrecognized arguments: %s' % ' '.join(extra))
+    args.extra = extra
     _apply_recipe_dir(args)
     from .cluster import ClusterError
     from .parallel import MissingInputsError, PreflightError

@@ -438,3 +438,47 @@ def test_one_sof_per_night_folder_all_named_alike(system_path, data_dir,
         'cplrun: SOF %s is given twice (as %s and %s): one run per SOF\n'
         % (nights[0], nights[0], again))
     assert not os.path.exists(str(tmp_path / 'twice'))
+
+
+def test_recipe_options_after_the_recipe_as_esorex_takes_them(
+        system_path, data_dir, tmp_path, capsys):
+    """cplrun run muse_bias --nifu=1 bias.sof, as esorex muse_bias
+    --nifu=1 bias.sof: one IFU's master, as with -p nifu=1."""
+    _folder, manifest = data_dir
+    step = pipeline_step(manifest, 'muse_bias')
+    night = str(tmp_path / 'bias.sof')
+    shutil.copy(step['sof'], night)
+    out = str(tmp_path / 'out')
+    assert cli.main(['run', 'muse_bias', '--nifu=1', '--merge=false', night,
+                     '-o', out, '--no-progress']) == 0
+    with open(os.path.join(out, 'report.json')) as f:
+        (run,) = json.load(f)['runs']
+    assert run['products'] == {
+        'MASTER_BIAS': os.path.join(out, 'bias', 'MASTER_BIAS-01.fits')}
+    # the same run with -p: reused (the same parameters)
+    assert cli.main(['run', 'muse_bias', night, '-p', 'nifu=1', '-p',
+                     'merge=false', '-o', out, '--no-progress']) == 0
+    assert ' cached ' in capsys.readouterr().out
+    # not --NAME=VALUE, or not a parameter of the recipe: exit 2, nothing runs
+    assert cli.main(['run', 'muse_bias', '--nifu', '1', night, '-o',
+                     str(tmp_path / 'no')]) == 2
+    assert "'--nifu' is neither an option of cplrun run nor a recipe option " \
+        '--NAME=VALUE (or -p NAME=VALUE)' in capsys.readouterr().err
+    # no abbreviation of cplrun's options: --time is not --timeout
+    assert cli.main(['run', 'muse_bias', '--time=1', night, '-o',
+                     str(tmp_path / 'no')]) == 2
+    assert "recipe 'muse_bias' has no parameter 'time'" in \
+        capsys.readouterr().err
+    assert not os.path.exists(str(tmp_path / 'no'))
+    # elsewhere, unknown options are still refused
+    with pytest.raises(SystemExit) as info:
+        cli.main(['list', '--nifu=1'])
+    assert info.value.code == 2
+    assert 'unrecognized arguments: --nifu=1' in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(['--version'])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == 'cplrun %s\n' % cpl.__version__
