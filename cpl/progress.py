@@ -255,11 +255,17 @@ class LiveDisplay:
         message = r.message if r.status == 'running' else None
         if message is None and r.status in FAILED + ('skipped', 'cancelled'):
             message = r.error
+        style = 'red' if r.status in FAILED else ''
+        if message is None and r.warnings:
+            # a success with warnings is not silent
+            message = '%d warning%s: %s' % (
+                r.warnings, '' if r.warnings == 1 else 's',
+                r.warning_lines[0] if r.warning_lines else '')
+            style = 'yellow'
         if message:
             text = one_line(message)
             line.append(' ')
-            line.append(text[:width], style='red' if r.status in FAILED
-                        else '')
+            line.append(text[:width], style=style)
         return line
 
     def _group_line(self, label: str, rs: list, now: float,

@@ -478,3 +478,16 @@ def test_event_log_stops_writing_when_its_stream_is_gone():
     log.update()                    # no error: the runs go on
     run.status = 'success'
     log.update()
+
+
+def test_a_success_with_warnings_shows_them_on_its_line():
+    done = RunRecord('done', 'uves_cal_mbias', status='success', wall_s=1.0,
+                     attempts=1, warnings=2,
+                     warning_lines=['Unrecognized tag BIAS_BLU', 'other'])
+    quiet = RunRecord('quiet', 'uves_cal_mbias', status='success',
+                      wall_s=1.0, attempts=1, warnings=0)
+    display = LiveDisplay([done, quiet], console=fake_terminal())
+    lines = screen(display)
+    assert lines[row_of(lines, 'done')].endswith(
+        ' 2 warnings: Unrecognized tag BIAS_BLU')
+    assert lines[row_of(lines, 'quiet')].rstrip().endswith('1.0s')
