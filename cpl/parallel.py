@@ -533,7 +533,7 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
         outcome['status'], outcome['error'] = 'crashed', str(exc)
     except CplError as exc:
         # its text names the folder kept until the run is tried again
-        outcome['status'], outcome['error'] = 'failed', str(exc)
+        outcome['status'], outcome['error'] = 'failed', exc.report_text()
         _note_warnings(outcome, exc.log)
     except Exception as exc:        # bad input found at run time
         outcome['status'] = 'failed'

@@ -123,14 +123,24 @@ class CplError(Exception):
                                             self.line)
 
     def __str__(self) -> str:
-        # What the recipe said first: CPL's own error is often only "An
-        # unspecified error" where the recipe's message names what is
-        # missing.
+        # The first line is CPL's first error, as python-cpl's (scripts may
+        # match it); what the recipe said follows.
+        return self._text(said_first=False)
+
+    def report_text(self) -> str:
+        """The text of the error with what the recipe said first (CPL's own
+        error is often only "An unspecified error" where the recipe's
+        message names what is missing): the line a summary or a live
+        display shows first."""
+        return self._text(said_first=True)
+
+    def _text(self, said_first: bool) -> str:
         said = self.recipe_messages()
         chain = [e._describe() for e in self]
-        if said:
-            chain[0] = 'CPL error: ' + chain[0]
-        lines = said + chain
+        if said_first and said:
+            lines = said + ['CPL error: ' + chain[0]] + chain[1:]
+        else:
+            lines = chain + ['recipe error: ' + text for text in said]
         warning = self.last_warning() if self.retval else None
         if warning:
             lines.append('last warning: ' + warning)

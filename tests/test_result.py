@@ -504,13 +504,17 @@ def test_a_muse_dark_without_its_bias_says_what_is_missing(system_path,
         dark(step['raw'], tag='DARK', timeout=120)
     e = info.value
     try:
-        first = str(e).splitlines()[0]
-        assert first == 'Required 1, found 0 frames with tag "MASTER_BIAS" ' \
-                        'with IFU 1'
-        assert 'CPL error: An unspecified error (1) in muse_dark_compute()' \
-            in str(e)
+        said = 'Required 1, found 0 frames with tag "MASTER_BIAS" with IFU 1'
+        cpl_error = 'An unspecified error (1) in muse_dark_compute() ' \
+                    '(muse_dark.c:117)'
+        # the first line is CPL's first error, as python-cpl's
+        assert str(e).splitlines()[:2] == [cpl_error,
+                                           '    recipe error: ' + said]
+        # for summaries and displays, what the recipe said comes first
+        assert e.report_text().splitlines()[:3] == [
+            said, '    Found 1 error(s)', '    CPL error: ' + cpl_error]
         # the recipe's dumps of the CPL error chain are not repeated
-        assert 'Dumping' not in str(e)
+        assert 'Dumping' not in str(e) and 'Dumping' not in e.report_text()
         assert e.msg == 'An unspecified error'      # the attributes as before
     finally:
         remove_run_dir(e)
@@ -524,8 +528,10 @@ def test_a_one_frame_muse_bias_says_how_many_it_needs(system_path, data_dir):
         bias(step['raw'][:1], tag='BIAS', timeout=120)
     e = info.value
     try:
-        assert str(e).startswith('Required 3, found 1 input frames with tag '
-                                 '"BIAS"')
+        assert '\n    recipe error: Required 3, found 1 input frames with ' \
+            'tag "BIAS"' in str(e)
+        assert e.report_text().startswith('Required 3, found 1 input frames '
+                                          'with tag "BIAS"')
         # and it pickles with it (a failed run's error crosses processes)
         assert str(pickle.loads(pickle.dumps(e))) == str(e)
     finally:
@@ -544,6 +550,7 @@ def test_a_failed_run_names_the_recipes_last_warning(system_path, data_dir):
     try:
         assert 'No valid input frames' in str(e).splitlines()[0]
         assert '    last warning: Unrecognized tag BIAS_BLU' in str(e)
+        assert e.report_text() == str(e)    # the recipe said no error
     finally:
         remove_run_dir(e)
 
