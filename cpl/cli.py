@@ -2,13 +2,17 @@
 
 ``cplrun list``                 the installed recipes and their versions
 ``cplrun info RECIPE [--json]`` parameters, tags and the manual of a recipe
-``cplrun run RECIPE SOF...``    one run per SOF, in parallel
+``cplrun run RECIPE [--NAME=VALUE...] SOF...``
+                                one run per SOF, in parallel (recipe
+                                options as esorex takes them, or -p)
 ``cplrun workflow FILE.py``     the ``workflow`` a Python file builds
 ``cplrun demo [DIR]``           a real calibration reduction on synthetic data
 
 ``run``, ``workflow`` and ``demo`` exit with 0 only when every run
 succeeded or was reused, 1 when a run failed, 2 when nothing could start
-(bad arguments, missing inputs, not enough memory or disk).
+(bad arguments, missing inputs, not enough memory or disk).  With stdout
+not a terminal they write a line per run event as it happens; output
+piped into a reader that stops early ends quietly.
 """
 from __future__ import annotations
 
