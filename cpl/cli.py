@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import textwrap
+import time
 from typing import Any, Callable, Sequence
 
 from .recipe import Recipe
@@ -201,6 +202,33 @@ def _finish(report, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _summary_after_interrupt(args: argparse.Namespace,
+                             started: float) -> None:
+    """After Ctrl-C: the summary of what ran and what was cancelled, from
+    the report the interrupted runs wrote (none when it came before they
+    began), and how to go on."""
+    from .parallel import Report
+    output_dir = getattr(args, 'output_dir', None)
+    if output_dir is None:
+        return
+    path = os.path.join(os.path.abspath(output_dir), 'report.json')
+    try:
+        if os.path.getmtime(path) < started:
+            return              # an earlier invocation's
+        report = Report.from_json(path)
+    except (OSError, ValueError, TypeError, KeyError):
+        return
+    report.runs = [r for r in report.runs if not r.earlier_invocation]
+    try:
+        print()
+        report.summary()
+        print('\nTo resume, run the same command again: the runs that '
+              'succeeded are reused, the others run.')
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+
+
 def _drop_stdout() -> None:
     """After a broken pipe: what is still buffered for stdout, and what
     comes, goes nowhere (instead of an error when Python exits)."""
@@ -350,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command != 'run':
         parser.error('unrecognized arguments: %s' % ' '.join(extra))
     args.extra = extra
+    started = time.time()
     _apply_recipe_dir(args)
     from .cluster import ClusterError
     from .parallel import MissingInputsError, PreflightError
@@ -367,6 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print('cplrun: %s' % exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _summary_after_interrupt(args, started)
         print('cplrun: interrupted', file=sys.stderr)
         return 130
 

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -482,3 +483,36 @@ def test_version(capsys):
         cli.main(['--version'])
     assert info.value.code == 0
     assert capsys.readouterr().out == 'cplrun %s\n' % cpl.__version__
+
+
+def test_after_ctrl_c_the_summary_says_what_ran_and_how_to_resume(
+        recipe_dir, raw, tmp_path):
+    done = sof(tmp_path / 'done.sof', (raw, 'RAW'))
+    hung = sof(tmp_path / 'hung.sof', (raw, 'RAW'))
+    out = str(tmp_path / 'out')
+    proc = subprocess.Popen(
+        [CPLRUN, 'run', 'rtest_hang', done, hung, '-p', 'seconds=1', '-j',
+         '1', '-o', out, '--recipe-dir', recipe_dir],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if ' started  hung ' in line:
+            proc.send_signal(signal.SIGINT)     # Ctrl-C while hung runs
+            break
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.endswith('cplrun: interrupted\n')
+    summary = rest[rest.index('\nrun '):]
+    rows = {line.split()[0]: line.split()[2]
+            for line in summary.strip().splitlines()[1:3]}
+    assert rows == {'done': 'success', 'hung': 'cancelled'}
+    assert summary.rstrip().endswith(
+        'To resume, run the same command again: the runs that succeeded '
+        'are reused, the others run.')
+    # and so it does
+    again = subprocess.run(proc.args, stdout=subprocess.PIPE, text=True,
+                           timeout=60)
+    assert again.returncode == 0
+    assert [line.split()[1:3] for line in again.stdout.splitlines()[:3]] == [
+        ['cached', 'done'], ['started', 'hung'], ['success', 'hung']]
