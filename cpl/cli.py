@@ -239,12 +239,31 @@ def _drop_stdout() -> None:
         os.close(devnull)
 
 
+def _warn_foreign_rc(path: str, rc: dict[str, str], recipe: Recipe) -> None:
+    """An rc file of another recipe is passed over quietly by the recipe
+    (as esorex does): say so, or a run goes with defaults unnoticed."""
+    foreign = sorted(k for k in rc if k not in recipe.param and
+                     not k.startswith('esorex.'))
+    if not foreign:
+        return
+    ours = [k for k in rc if k in recipe.param]
+    shown = ', '.join(foreign[:3]) + (' and %d more' % (len(foreign) - 3)
+                                      if len(foreign) > 3 else '')
+    print('cplrun: warning: %s names parameters %s does not have (%s): '
+          'they are ignored%s' % (
+              path, recipe.__name__, shown,
+              '' if ours else '; it sets none of its parameters, which keep '
+                              'their defaults'), file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .esorex import load_rc
     from .parallel import RawTagError, run_batch
     recipe = Recipe(args.recipe)
     if args.recipe_config:
-        recipe.param = load_rc(args.recipe_config)
+        rc = load_rc(args.recipe_config)
+        recipe.param = rc
+        _warn_foreign_rc(args.recipe_config, rc, recipe)
     params = _parse_params(args.param + _recipe_options(args.extra))
     try:
         report = _run_on(args, lambda executor: run_batch(

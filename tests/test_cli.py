@@ -516,3 +516,26 @@ def test_after_ctrl_c_the_summary_says_what_ran_and_how_to_resume(
     assert again.returncode == 0
     assert [line.split()[1:3] for line in again.stdout.splitlines()[:3]] == [
         ['cached', 'done'], ['started', 'hung'], ['success', 'hung']]
+
+
+def test_an_rc_file_of_another_recipe_is_not_passed_over_quietly(
+        tmp_path, raw, capsys):
+    rc = tmp_path / 'other.rc'
+    rc.write_text('cplrun.rtest_params.int_range=9\n'
+                  'cplrun.rtest_params.str_enum=b\n'
+                  'esorex.caller.msg-level=info\n')
+    night = sof(tmp_path / 's.sof', (raw, 'RAW'))
+    out = str(tmp_path / 'out')
+    assert cli.main(['run', 'rtest_copy', night, '--recipe-config', str(rc),
+                     '-o', out, '--no-progress']) == 0
+    assert capsys.readouterr().err == (
+        'cplrun: warning: %s names parameters rtest_copy does not have '
+        '(cplrun.rtest_params.int_range, cplrun.rtest_params.str_enum): they '
+        'are ignored; it sets none of its parameters, which keep their '
+        'defaults\n' % rc)
+    # its own parameters and esorex's: no warning
+    rc.write_text('cplrun.rtest_params.int_range=9\n'
+                  'esorex.caller.msg-level=info\n')
+    assert cli.main(['run', 'rtest_params', night, '--recipe-config',
+                     str(rc), '-o', out, '--no-progress']) == 0
+    assert capsys.readouterr().err == ''
