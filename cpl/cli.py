@@ -192,9 +192,8 @@ def _finish(report, args: argparse.Namespace) -> int:
     try:
         print()
         report.summary()
-        print('\nProducts: %s/<run>/; report: %s' % (
-            report.output_dir, args.report or
-            os.path.join(report.output_dir, 'report.json')))
+        print('\nReport: %s' % (args.report or
+                                os.path.join(report.output_dir, 'report.json')))
         sys.stdout.flush()
     except BrokenPipeError:
         # Piped into head and the like: the runs' outcome is the status.
@@ -297,7 +296,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument('-o', '--output-dir', default='cplrun-output',
-                   help='products go to OUTPUT_DIR/<run>/ (default: '
+                   help="each run's products go to OUTPUT_DIR/<run>/, "
+                        'also when there is one run (default: '
                         './cplrun-output)')
     p.add_argument('-j', '--jobs', type=int, default=None, metavar='N',
                    help='recipe processes at once (default: the cores)')

@@ -467,6 +467,12 @@ class Report:
                     out.write('      %s\n' % line)
                 if r.log:
                     out.write('      log: %s\n' % r.log)
+        made = [r for r in self.runs if r.status in DONE_OK and r.products]
+        if made:
+            from .progress import products_text
+            out.write('\nProducts:\n')
+            for r in made:
+                out.write('  %s: %s\n' % (r.name, products_text(r.products)))
         problems = [r for r in self.runs if r.status not in DONE_OK]
         if problems:
             out.write('\nProblems:\n')

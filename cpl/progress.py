@@ -297,6 +297,17 @@ class LiveDisplay:
 SHOWN_PRODUCTS = 3
 
 
+def products_text(products: dict) -> str:
+    """'product P', 'products P, Q', or, beyond SHOWN_PRODUCTS, 'N products
+    in FOLDER': the files of a run's products (tag -> path or paths)."""
+    paths = [p for v in products.values()
+             for p in (v if isinstance(v, list) else [v])]
+    if len(paths) > SHOWN_PRODUCTS:
+        folders = sorted({os.path.dirname(p) for p in paths})
+        return '%d products in %s' % (len(paths), ', '.join(folders))
+    return 'product%s %s' % ('' if len(paths) == 1 else 's', ', '.join(paths))
+
+
 class EventLog:
     """The progress of a workflow run where no live display can be drawn
     (stdout a pipe or a file: nohup, sbatch, cron, CI logs): one plain
@@ -356,15 +367,8 @@ class EventLog:
         if r.warnings:
             details.append('%d warning%s' % (r.warnings,
                                              '' if r.warnings == 1 else 's'))
-        paths = [p for v in (r.products or {}).values()
-                 for p in (v if isinstance(v, list) else [v])]
-        if len(paths) > SHOWN_PRODUCTS:
-            folders = sorted({os.path.dirname(p) for p in paths})
-            details.append('%d products in %s' % (len(paths),
-                                                  ', '.join(folders)))
-        elif paths:
-            details.append('product%s %s' % ('' if len(paths) == 1 else 's',
-                                             ', '.join(paths)))
+        if r.products:
+            details.append(products_text(r.products))
         if details:
             text += ' ' + ', '.join(details)
         if r.error and r.status not in ('success', 'cached'):

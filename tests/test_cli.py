@@ -383,7 +383,7 @@ def test_through_a_pipe_each_run_is_a_line_as_it_ends(recipe_dir, raw,
                      % re.escape(product), arrived[1][1]), arrived[1][1]
     text = '\n'.join(line for _t, line in arrived)
     assert '\n2 runs in ' in text and text.rstrip().endswith(
-        'report: %s' % os.path.join(out, 'report.json'))
+        'Report: %s' % os.path.join(out, 'report.json'))
 
 
 @pytest.mark.parametrize('command', [['list'], ['run', 'rtest_copy']])
@@ -425,6 +425,11 @@ def test_one_sof_per_night_folder_all_named_alike(system_path, data_dir,
     with open(os.path.join(out, 'report.json')) as f:
         runs = {r['name']: r for r in json.load(f)['runs']}
     assert sorted(runs) == ['n1-bias', 'n2-bias']
+    # the summary names the products, not only folders
+    assert '\nProducts:\n  n1-bias: 24 products in %s\n  n2-bias: 24 ' \
+        'products in %s\n' % (os.path.join(out, 'n1-bias'),
+                               os.path.join(out, 'n2-bias')) \
+        in capsys.readouterr().out
     for name, run in runs.items():
         assert run['status'] == 'success'
         masters = run['products']['MASTER_BIAS']        # one per IFU
