@@ -78,7 +78,7 @@ setup(
     long_description=open(os.path.join(HERE, 'README.md')).read(),
     long_description_content_type='text/markdown',
     license='GPL-3.0-or-later',
-    python_requires='>=3.9',
+    python_requires='>=3.11',
     packages=find_packages(include=['cpl', 'cpl.*']),
     install_requires=['numpy', 'astropy', 'psutil', 'rich'],
     extras_require={

@@ -2,13 +2,17 @@
 
 ``cplrun list``                 the installed recipes and their versions
 ``cplrun info RECIPE [--json]`` parameters, tags and the manual of a recipe
-``cplrun run RECIPE SOF...``    one run per SOF, in parallel
+``cplrun run RECIPE [--NAME=VALUE...] SOF...``
+                                one run per SOF, in parallel (recipe
+                                options as esorex takes them, or -p)
 ``cplrun workflow FILE.py``     the ``workflow`` a Python file builds
 ``cplrun demo [DIR]``           a real calibration reduction on synthetic data
 
 ``run``, ``workflow`` and ``demo`` exit with 0 only when every run
 succeeded or was reused, 1 when a run failed, 2 when nothing could start
-(bad arguments, missing inputs, not enough memory or disk).
+(bad arguments, missing inputs, not enough memory or disk).  With stdout
+not a terminal they write a line per run event as it happens; output
+piped into a reader that stops early ends quietly.
 """
 from __future__ import annotations
 
@@ -17,9 +21,11 @@ import json
 import os
 import sys
 import textwrap
+import time
 from typing import Any, Callable, Sequence
 
 from .recipe import Recipe
+from .version import __version__
 
 
 def _add_recipe_dir(parser: argparse.ArgumentParser) -> None:
@@ -106,9 +112,23 @@ def _parse_params(items: Sequence[str] | None) -> dict[str, str]:
     for item in items or ():
         name, eq, value = item.partition('=')
         if not eq or not name:
-            raise SystemExit('cplrun: -p takes NAME=VALUE, not %r' % item)
+            raise ValueError('-p takes NAME=VALUE, not %r' % item)
         params[name.lstrip('-')] = value
     return params
+
+
+def _recipe_options(extra: Sequence[str]) -> list[str]:
+    """The esorex-style recipe options among the arguments argparse did not
+    know (``cplrun run muse_bias --nifu=1 bias.sof``), as -p items."""
+    items = []
+    for arg in extra:
+        name, eq, _value = arg.partition('=')
+        if not arg.startswith('--') or not eq or len(name) < 3:
+            raise ValueError(
+                '%r is neither an option of cplrun run nor a recipe option '
+                '--NAME=VALUE (or -p NAME=VALUE)' % arg)
+        items.append(arg[2:])
+    return items
 
 
 def _run_options(args: argparse.Namespace) -> dict:
@@ -167,26 +187,90 @@ def _run_on(args: argparse.Namespace, start: Callable) -> Any:
 
 
 def _finish(report, args: argparse.Namespace) -> int:
-    print()
-    report.summary()
     if args.report:
         report.to_json(args.report)
-    print('\nProducts: %s/<run>/; report: %s' % (
-        report.output_dir, args.report or
-        os.path.join(report.output_dir, 'report.json')))
+    try:
+        print()
+        report.summary()
+        print('\nReport: %s' % (args.report or
+                                os.path.join(report.output_dir, 'report.json')))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Piped into head and the like: the runs' outcome is the status.
+        _drop_stdout()
     return 0 if report.ok else 1
+
+
+def _summary_after_interrupt(args: argparse.Namespace,
+                             started: float) -> None:
+    """After Ctrl-C: the summary of what ran and what was cancelled, from
+    the report the interrupted runs wrote (none when it came before they
+    began), and how to go on."""
+    from .parallel import Report
+    output_dir = getattr(args, 'output_dir', None)
+    if output_dir is None:
+        return
+    path = os.path.join(os.path.abspath(output_dir), 'report.json')
+    try:
+        if os.path.getmtime(path) < started:
+            return              # an earlier invocation's
+        report = Report.from_json(path)
+    except (OSError, ValueError, TypeError, KeyError):
+        return
+    report.runs = [r for r in report.runs if not r.earlier_invocation]
+    try:
+        print()
+        report.summary()
+        print('\nTo resume, run the same command again: the runs that '
+              'succeeded are reused, the others run.')
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+
+
+def _drop_stdout() -> None:
+    """After a broken pipe: what is still buffered for stdout, and what
+    comes, goes nowhere (instead of an error when Python exits)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def _warn_foreign_rc(path: str, rc: dict[str, str], recipe: Recipe) -> None:
+    """An rc file of another recipe is passed over quietly by the recipe
+    (as esorex does): say so, or a run goes with defaults unnoticed."""
+    foreign = sorted(k for k in rc if k not in recipe.param and
+                     not k.startswith('esorex.'))
+    if not foreign:
+        return
+    ours = [k for k in rc if k in recipe.param]
+    shown = ', '.join(foreign[:3]) + (' and %d more' % (len(foreign) - 3)
+                                      if len(foreign) > 3 else '')
+    print('cplrun: warning: %s names parameters %s does not have (%s): '
+          'they are ignored%s' % (
+              path, recipe.__name__, shown,
+              '' if ours else '; it sets none of its parameters, which keep '
+                              'their defaults'), file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .esorex import load_rc
-    from .parallel import run_batch
+    from .parallel import RawTagError, run_batch
     recipe = Recipe(args.recipe)
     if args.recipe_config:
-        recipe.param = load_rc(args.recipe_config)
-    params = _parse_params(args.param)
-    report = _run_on(args, lambda executor: run_batch(
-        recipe, args.sof, param=params, executor=executor,
-        **_run_options(args)))
+        rc = load_rc(args.recipe_config)
+        recipe.param = rc
+        _warn_foreign_rc(args.recipe_config, rc, recipe)
+    params = _parse_params(args.param + _recipe_options(args.extra))
+    try:
+        report = _run_on(args, lambda executor: run_batch(
+            recipe, args.sof, tag=args.tag, param=params, executor=executor,
+            **_run_options(args)))
+    except RawTagError as exc:
+        print('cplrun: %s' % exc.text('--tag TAG'), file=sys.stderr)
+        return 2
     return _finish(report, args)
 
 
@@ -212,7 +296,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument('-o', '--output-dir', default='cplrun-output',
-                   help='products go to OUTPUT_DIR/<run>/ (default: '
+                   help="each run's products go to OUTPUT_DIR/<run>/, "
+                        'also when there is one run (default: '
                         './cplrun-output)')
     p.add_argument('-j', '--jobs', type=int, default=None, metavar='N',
                    help='recipe processes at once (default: the cores)')
@@ -252,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='cplrun', description='Run ESO CPL pipeline recipes: isolated, '
                                    'in parallel.')
+    parser.add_argument('--version', action='version',
+                        version='cplrun %s' % __version__)
     sub = parser.add_subparsers(dest='command', required=True)
     p = sub.add_parser('list', help='list the installed recipes')
     _add_recipe_dir(p)
@@ -261,11 +348,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='as JSON')
     _add_recipe_dir(p)
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser('run', help='one run of RECIPE per SOF, in parallel')
+    # No abbreviations: a recipe option --time=5 must not become --timeout.
+    p = sub.add_parser(
+        'run', help='one run of RECIPE per SOF, in parallel',
+        usage='%(prog)s RECIPE [--NAME=VALUE ...] SOF [SOF ...] [options]',
+        description='One run of RECIPE per SOF, in parallel. Recipe '
+                    'parameters go after the recipe name as esorex takes '
+                    'them (--nifu=1), or as -p NAME=VALUE; a parameter '
+                    'named like an option of cplrun run needs -p.',
+        allow_abbrev=False)
     p.add_argument('recipe')
     p.add_argument('sof', nargs='+', help='esorex set-of-files')
     p.add_argument('-p', '--param', action='append', metavar='NAME=VALUE',
-                   help='a recipe parameter (repeatable)')
+                   default=[], help='a recipe parameter (repeatable)')
+    p.add_argument('--tag', metavar='TAG',
+                   help="the raw frames' tag in the SOFs (default: the one "
+                        'the recipe takes, else the first one listed)')
     p.add_argument('--recipe-config', metavar='FILE.rc',
                    help='parameters from an esorex configuration file')
     _add_run_options(p)
@@ -294,23 +392,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != 'run':
+        parser.error('unrecognized arguments: %s' % ' '.join(extra))
+    args.extra = extra
+    started = time.time()
     _apply_recipe_dir(args)
     from .cluster import ClusterError
     from .parallel import MissingInputsError, PreflightError
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # Output piped into head and the like, which has what it wanted:
+        # stop quietly (before OSError, which it is).
+        _drop_stdout()
+        return 0
     except (OSError, MissingInputsError, PreflightError, ClusterError,
             ValueError, TypeError, KeyError) as exc:
         print('cplrun: %s' % exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _summary_after_interrupt(args, started)
         print('cplrun: interrupted', file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # Output piped into head and the like: stop quietly.
-        sys.stderr.close()
-        return 0
 
 
 if __name__ == '__main__':

@@ -35,12 +35,15 @@ from ._backends import backend_for, dask_worker, watch_dask_cancel
 from ._run import Cancelled, RunControl, execute, interrupts_noted
 from .frames import frame_items
 from .recipe import Recipe
-from .result import CplError, RecipeCrash, RecipeTimeout
+from .result import (CplError, RecipeCrash, RecipeTimeout, count_warnings,
+                     recipe_warnings)
 
 #: status values of a run in a report
 STATUSES = ('success', 'failed', 'crashed', 'timeout', 'skipped', 'cached',
             'cancelled')
 DONE_OK = ('success', 'cached')
+#: How many of a run's warning messages its report and summary show.
+SHOWN_WARNINGS = 3
 #: RAM a run needs per byte of input, for the pre-flight estimate.
 RAM_PER_INPUT_BYTE = 4.0
 #: Disk a run needs per byte of input.
@@ -60,6 +63,22 @@ class MissingInputsError(FileNotFoundError):
 
     def __str__(self) -> str:
         return self.args[0]
+
+
+class RawTagError(ValueError):
+    """A batch input whose raw frames cannot be told: empty, without the
+    tag given, or with no single tag the recipe takes.  ``needs_tag``:
+    naming the raw tag would settle it; :meth:`text` says how, with the
+    option of the caller (``tag=`` for :func:`run_batch`)."""
+
+    def __init__(self, what: str, needs_tag: bool = False) -> None:
+        self.what = what
+        self.needs_tag = needs_tag
+        super().__init__(self.text('tag='))
+
+    def text(self, option: str) -> str:
+        return '%s: give %s' % (self.what, option) if self.needs_tag \
+            else self.what
 
 
 class PreflightError(RuntimeError):
@@ -237,17 +256,52 @@ def run_batch(recipe: str | Recipe, inputs: Iterable[Any], *,
         recipe = Recipe(recipe)
     w = Workflow()
     inputs = list(inputs)
+    sof_names = _sof_run_names(inputs)
     for i, item in enumerate(inputs):
-        name = names[i] if names else None
+        name = names[i] if names else sof_names.get(i)
         raw, run_tag, run_calib = _batch_input(recipe, item, tag)
-        if name is None and isinstance(item, (str, os.PathLike)) and \
-                str(item).endswith('.sof'):
-            name = os.path.splitext(os.path.basename(os.fspath(item)))[0]
         merged_calib = dict(calib or {})
         merged_calib.update(run_calib)
         w.add(recipe, *raw, tag=run_tag, calib=merged_calib, param=param,
               env=env, name=name)
     return w.run(**run_options)
+
+
+def _is_sof(item: Any) -> bool:
+    return isinstance(item, (str, os.PathLike)) and \
+        os.fspath(item).endswith('.sof')
+
+
+def _sof_run_names(inputs: list) -> dict[int, str]:
+    """The run name of each SOF among inputs (by index): its stem, or,
+    where stems are alike (one SOF per night folder, all named alike), as
+    many of its last folders as tell it apart (n1/bias.sof -> n1-bias).
+    The same SOF twice is an error."""
+    paths: dict[int, list[str]] = {}
+    seen: dict[str, Any] = {}
+    for i, item in enumerate(inputs):
+        if not _is_sof(item):
+            continue
+        real = os.path.realpath(item)
+        if real in seen:
+            raise ValueError('SOF %s is given twice (as %s and %s): one run '
+                             'per SOF' % (real, os.fspath(seen[real]),
+                                          os.fspath(item)))
+        seen[real] = item
+        parts = os.path.abspath(os.fspath(item))[:-len('.sof')].split(os.sep)
+        paths[i] = [p for p in parts if p]
+    depth = dict.fromkeys(paths, 1)
+    while True:
+        names = {i: '-'.join(paths[i][-depth[i]:]) for i in paths}
+        by_name: dict[str, list[int]] = {}
+        for i, name in names.items():
+            by_name.setdefault(name, []).append(i)
+        alike = [i for same in by_name.values() if len(same) > 1
+                 for i in same if depth[i] < len(paths[i])]
+        if not alike:
+            return names        # Workflow.add refuses what is still alike
+        for i in alike:
+            depth[i] += 1
 
 
 def _batch_input(recipe: Recipe, item: Any, tag: str | None
@@ -257,24 +311,32 @@ def _batch_input(recipe: Recipe, item: Any, tag: str | None
     In an SOF or dict, the raw tag is tag=, else the one the recipe
     declares, else (recipes that declare none, as esorex would pass them
     all) the first tag listed."""
-    if isinstance(item, (str, os.PathLike)) and str(item).endswith('.sof'):
+    source = 'the input of %s' % recipe.__name__
+    if _is_sof(item):
         if not os.path.isfile(item):
             raise FileNotFoundError('no such SOF file: %s' % item)
+        source = 'SOF %s' % os.fspath(item)
         item = esorex.load_sof(os.fspath(item))
     if not isinstance(item, Mapping):
         return frame_items(item), tag, {}
+    if not item:
+        raise RawTagError('%s is empty: it lists no frames' % source)
     if tag is not None:
-        raw_tags = [tag] if tag in item else []
+        if tag not in item:
+            raise RawTagError('%s has no frames tagged %s (it has %s)'
+                              % (source, tag, ', '.join(item)))
+        raw_tags = [tag]
     elif recipe.tags is not None:
         raw_tags = [t for t in item if t in recipe.tags]
     else:
         raw_tags = list(item)[:1]
     if len(raw_tags) != 1:
-        raise ValueError('cannot tell the raw frames of %s among the tags %s'
-                         '%s: give tag=' % (
-                             recipe.__name__, ', '.join(item),
-                             ' (it takes %s)' % ', '.join(recipe.tags)
-                             if recipe.tags else ''))
+        raise RawTagError('cannot tell the raw frames of %s in %s among its '
+                          'tags %s%s' % (
+                              recipe.__name__, source, ', '.join(item),
+                              ' (it takes %s)' % ', '.join(recipe.tags)
+                              if recipe.tags else ''),
+                          needs_tag=True)
     raw_tag = raw_tags[0]
     calib = {t: f for t, f in item.items() if t != raw_tag}
     return frame_items(item[raw_tag]), raw_tag, calib
@@ -294,6 +356,10 @@ class RunRecord:
     max_rss_mb: float | None = None
     omp_threads: int | None = None
     attempts: int = 0
+    #: the recipe's WARNING messages: how many (None: not known, as for a
+    #: crash or a reused run), and the first few different ones
+    warnings: int | None = None
+    warning_lines: list = dataclasses.field(default_factory=list)
     worker: str | None = None
     depends_on: list = dataclasses.field(default_factory=list)
     started: float | None = None
@@ -370,21 +436,43 @@ class Report:
         out = file or sys.stdout
         width = max([len(r.name) for r in self.runs] + [4])
         rwidth = max([len(r.recipe) for r in self.runs] + [6])
-        out.write('%-*s  %-*s  %-9s %8s %8s %8s %4s %3s\n' % (
-            width, 'run', rwidth, 'recipe', 'status', 'wall s', 'cpu s',
-            'rss MB', 'omp', 'try'))
+        row = '%-*s  %-*s  %-9s %8s %8s %8s %4s %3s %5s\n'
+        out.write(row % (width, 'run', rwidth, 'recipe', 'status', 'wall s',
+                         'cpu s', 'rss MB', 'omp', 'try', 'warn'))
 
         def num(v, fmt):
             return fmt % v if v is not None else '-'
         for r in self.runs:
-            out.write('%-*s  %-*s  %-9s %8s %8s %8s %4s %3s\n' % (
+            out.write(row % (
                 width, r.name, rwidth, r.recipe, r.status,
                 num(r.wall_s, '%.1f'), num(r.cpu_s, '%.1f'),
                 num(r.max_rss_mb, '%.0f'), num(r.omp_threads, '%d'),
-                r.attempts))
+                r.attempts, num(r.warnings, '%d')))
         counts = ', '.join('%d %s' % (n, s) for s, n in self.counts().items())
+        warned = sum(r.warnings or 0 for r in self.runs)
+        if warned:
+            counts += '; %d warning%s' % (warned, '' if warned == 1 else 's')
         out.write('\n%d runs in %.1f s: %s\n' % (len(self.runs), self.wall_s,
                                                counts))
+        # A success with warnings is not silent; a failure's error has its
+        # last warning already.
+        noisy = [r for r in self.runs if r.status in DONE_OK and r.warnings]
+        if noisy:
+            out.write('\nWarnings:\n')
+            for r in noisy:
+                out.write('  %s (%s): %d warning%s\n' % (
+                    r.name, r.recipe, r.warnings,
+                    '' if r.warnings == 1 else 's'))
+                for line in r.warning_lines:
+                    out.write('      %s\n' % line)
+                if r.log:
+                    out.write('      log: %s\n' % r.log)
+        made = [r for r in self.runs if r.status in DONE_OK and r.products]
+        if made:
+            from .progress import products_text
+            out.write('\nProducts:\n')
+            for r in made:
+                out.write('  %s: %s\n' % (r.name, products_text(r.products)))
         problems = [r for r in self.runs if r.status not in DONE_OK]
         if problems:
             out.write('\nProblems:\n')
@@ -435,6 +523,7 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
                                                      dir=work_base)
         try:
             result = execute(spec, control)
+            _note_warnings(outcome, result.log)
             outcome['products'] = commit(
                 task['output_dir'], task.get('key'), task['recipe'],
                 {tag: value for tag, value in result})
@@ -449,10 +538,9 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
     except RecipeCrash as exc:
         outcome['status'], outcome['error'] = 'crashed', str(exc)
     except CplError as exc:
-        outcome['status'], outcome['error'] = 'failed', str(exc)
-        if exc.workdir:
-            # kept until the run is tried again: the report says where
-            outcome['error'] += '\n    (files kept in %s)' % exc.workdir
+        # its text names the folder kept until the run is tried again
+        outcome['status'], outcome['error'] = 'failed', exc.report_text()
+        _note_warnings(outcome, exc.log)
     except Exception as exc:        # bad input found at run time
         outcome['status'] = 'failed'
         outcome['error'] = '%s: %s' % (type(exc).__name__, exc)
@@ -467,6 +555,16 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
     outcome['worker'] = worker.address if worker is not None else '%s:%s' % (
         socket.gethostname(), control.pid if control.pid else os.getpid())
     return outcome
+
+
+def _note_warnings(outcome: dict, log: Any) -> None:
+    """The number of warnings of a run, and its first few, in its outcome."""
+    outcome['warnings'] = count_warnings(log)
+    firsts: list[str] = []
+    for text in recipe_warnings(log):
+        if text not in firsts:
+            firsts.append(text)
+    outcome['warning_lines'] = firsts[:SHOWN_WARNINGS]
 
 
 # --- the execution of a workflow ---------------------------------------------
@@ -773,7 +871,8 @@ class _Execution:
         record.status = outcome['status']
         record.error = outcome.get('error')
         record.products = outcome.get('products') or {}
-        for field in ('wall_s', 'cpu_s', 'max_rss_mb', 'worker'):
+        for field in ('wall_s', 'cpu_s', 'max_rss_mb', 'worker', 'warnings',
+                      'warning_lines'):
             if outcome.get(field) is not None:
                 setattr(record, field, outcome[field])
 
@@ -858,7 +957,11 @@ class _NoDisplay:
 
 
 def _make_display(progress: bool | None, records: list[RunRecord]):
-    if progress is False or (progress is None and not sys.stdout.isatty()):
+    """progress None: the live display on a terminal, else a line per
+    event; True: the live display; False: nothing."""
+    if progress is False:
         return _NoDisplay()
-    from .progress import LiveDisplay
+    from .progress import EventLog, LiveDisplay
+    if progress is None and not sys.stdout.isatty():
+        return EventLog(records)
     return LiveDisplay(records)

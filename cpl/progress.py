@@ -19,6 +19,7 @@ on one line, cut to the terminal width.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -254,11 +255,17 @@ class LiveDisplay:
         message = r.message if r.status == 'running' else None
         if message is None and r.status in FAILED + ('skipped', 'cancelled'):
             message = r.error
+        style = 'red' if r.status in FAILED else ''
+        if message is None and r.warnings:
+            # a success with warnings is not silent
+            message = '%d warning%s: %s' % (
+                r.warnings, '' if r.warnings == 1 else 's',
+                r.warning_lines[0] if r.warning_lines else '')
+            style = 'yellow'
         if message:
             text = one_line(message)
             line.append(' ')
-            line.append(text[:width], style='red' if r.status in FAILED
-                        else '')
+            line.append(text[:width], style=style)
         return line
 
     def _group_line(self, label: str, rs: list, now: float,
@@ -283,6 +290,102 @@ class LiveDisplay:
             line.append(r.name + ': ', style='dim')
             line.append(one_line(r.message)[:width])
         return line
+
+
+#: A finished run's line names its products' paths up to this many, else
+#: how many there are and their folder.
+SHOWN_PRODUCTS = 3
+
+
+def products_text(products: dict) -> str:
+    """'product P', 'products P, Q', or, beyond SHOWN_PRODUCTS, 'N products
+    in FOLDER': the files of a run's products (tag -> path or paths)."""
+    paths = [p for v in products.values()
+             for p in (v if isinstance(v, list) else [v])]
+    if len(paths) > SHOWN_PRODUCTS:
+        folders = sorted({os.path.dirname(p) for p in paths})
+        return '%d products in %s' % (len(paths), ', '.join(folders))
+    return 'product%s %s' % ('' if len(paths) == 1 else 's', ', '.join(paths))
+
+
+class EventLog:
+    """The progress of a workflow run where no live display can be drawn
+    (stdout a pipe or a file: nohup, sbatch, cron, CI logs): one plain
+    line per event, written and flushed as it happens::
+
+        16:02:03 started  n1-bias (muse_bias)
+        16:02:05 success  n1-bias (muse_bias) 1.2s, 2 warnings, product /out/n1-bias/MASTER_BIAS.fits
+        16:02:05 failed   dark (muse_dark) 0.1s: Required 1, found 0 frames with tag "MASTER_BIAS" with IFU 1
+
+    The same interface as :class:`LiveDisplay`; :meth:`update` writes the
+    events since its last call.  ``file``: where (default: sys.stdout at
+    the time of writing).  A stream that cannot be written any more (a
+    pipe whose reader went away) ends the lines, not the runs."""
+
+    def __init__(self, records: Sequence[Any], file: Any = None) -> None:
+        self.records = list(records)
+        self.file = file
+        self._seen: dict[str, tuple[str, int]] = {}
+        self._closed = False
+
+    def __enter__(self) -> 'EventLog':
+        self.update()
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        self.update()
+        return False
+
+    def update(self) -> None:
+        for r in self.records:
+            state = (r.status, r.attempts)
+            before = self._seen.get(r.name, ('pending', 0))
+            if before == state:
+                continue
+            self._seen[r.name] = state
+            if r.status == 'pending':
+                continue
+            if r.started is not None and before != ('running', r.attempts):
+                # started and finished since the last update: both lines
+                self._write(self.started_line(r))
+            if r.status != 'running':
+                self._write(self.line(r))
+
+    @staticmethod
+    def started_line(r: Any) -> str:
+        return '%s started  %s (%s)%s' % (
+            time.strftime('%H:%M:%S', time.localtime(r.started)), r.name,
+            r.recipe, ' try %d' % r.attempts if r.attempts > 1 else '')
+
+    def line(self, r: Any) -> str:
+        """The line of a finished run."""
+        text = '%s %-8s %s (%s)' % (time.strftime('%H:%M:%S'), r.status,
+                                    r.name, r.recipe)
+        details = []
+        if r.wall_s is not None and r.status != 'cached':
+            details.append(format_seconds(r.wall_s))
+        if r.warnings:
+            details.append('%d warning%s' % (r.warnings,
+                                             '' if r.warnings == 1 else 's'))
+        if r.products:
+            details.append(products_text(r.products))
+        if details:
+            text += ' ' + ', '.join(details)
+        if r.error and r.status not in ('success', 'cached'):
+            text += ': ' + one_line(str(r.error).split('\n', 1)[0])
+        return text
+
+    def _write(self, line: str) -> None:
+        if self._closed:
+            return
+        out = self.file if self.file is not None else sys.stdout
+        try:
+            out.write(line + '\n')
+            out.flush()
+        except (OSError, ValueError):
+            # The reader went away (or the stream was closed): the runs go
+            # on, their report is written all the same.
+            self._closed = True
 
 
 def _count(records: Iterable[Any]) -> dict[str, int]:

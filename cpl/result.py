@@ -66,6 +66,13 @@ def warn(text: str) -> None:
     warnings.warn(CplWarning(text), stacklevel=level)
 
 
+#: At most this many of the recipe's ERROR messages go into a CplError's text.
+SHOWN_RECIPE_ERRORS = 5
+#: The functions recipes dump CPL's error chain with (cpl_errorstate_dump_one_level,
+#: muse_cplerrorstate_dump_some...): their lines repeat the chain.
+_ERROR_DUMP = re.compile(r'errorstate_dump|error_dump', re.IGNORECASE)
+
+
 class CplError(Exception):
     """The recipe returned an error.
 
@@ -116,11 +123,52 @@ class CplError(Exception):
                                             self.line)
 
     def __str__(self) -> str:
-        text = self._describe()
-        for e in self:
-            if e is not self:
-                text += '\n    ' + e._describe()
-        return text + where_text(self)
+        # The first line is CPL's first error, as python-cpl's (scripts may
+        # match it); what the recipe said follows.
+        return self._text(said_first=False)
+
+    def report_text(self) -> str:
+        """The text of the error with what the recipe said first (CPL's own
+        error is often only "An unspecified error" where the recipe's
+        message names what is missing): the line a summary or a live
+        display shows first."""
+        return self._text(said_first=True)
+
+    def _text(self, said_first: bool) -> str:
+        said = self.recipe_messages()
+        chain = [e._describe() for e in self]
+        if said_first and said:
+            lines = said + ['CPL error: ' + chain[0]] + chain[1:]
+        else:
+            lines = chain + ['recipe error: ' + text for text in said]
+        warning = self.last_warning() if self.retval else None
+        if warning:
+            lines.append('last warning: ' + warning)
+        return '\n    '.join(lines) + where_text(self)
+
+    def recipe_messages(self) -> list[str]:
+        """The recipe's own ERROR messages in its log (its dumps of the CPL
+        error chain left out: the chain is in the error already), each
+        once, at most SHOWN_RECIPE_ERRORS of them."""
+        said: list[str] = []
+        for record in self.log or ():
+            if record.levelno < logging.ERROR or \
+                    _ERROR_DUMP.search(record.funcName or ''):
+                continue
+            text = str(record.msg).strip()
+            if text and text not in said:
+                said.append(text)
+        if len(said) > SHOWN_RECIPE_ERRORS:
+            more = len(said) - SHOWN_RECIPE_ERRORS
+            said = said[:SHOWN_RECIPE_ERRORS] + [
+                '(and %d more error message%s in the log)'
+                % (more, '' if more == 1 else 's')]
+        return said
+
+    def last_warning(self) -> str | None:
+        """The recipe's last WARNING message, or None."""
+        said = recipe_warnings(self.log)
+        return said[-1] if said else None
 
     def __reduce__(self):
         errors = [{'code': e.code, 'message': e.msg, 'file': e.file,
@@ -129,6 +177,30 @@ class CplError(Exception):
         return (_restore_cpl_error, (self.retval, errors,
                                      _log_to_portable(self.log), self.recipe,
                                      self.log_file, self.workdir, self.inputs))
+
+
+def recipe_warnings(log: Any) -> list[str]:
+    """The recipe's WARNING messages in a run's log (a :class:`LogList`),
+    but for cplrun's own note on a log it shortened."""
+    return [str(r.msg).strip() for r in log or ()
+            if r.levelno == logging.WARNING and r.funcName != 'cplrun'
+            and str(r.msg).strip()]
+
+
+_WARNING_LINE = re.compile(rb'^\d\d:\d\d:\d\d \[WARNING\] ', re.MULTILINE)
+
+
+def count_warnings(log: Any) -> int:
+    """How many WARNING messages the recipe wrote in a run: those of its
+    log, or, when the log left records out, of the whole log's file."""
+    whole = getattr(log, 'file', None)
+    if getattr(log, 'omitted', 0) and whole:
+        try:
+            with open(whole, 'rb') as f:
+                return len(_WARNING_LINE.findall(f.read()))
+        except OSError:
+            pass
+    return len(recipe_warnings(log))
 
 
 def where_text(error: 'CplError | RecipeCrash') -> str:

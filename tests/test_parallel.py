@@ -396,7 +396,7 @@ def test_a_failed_rerun_keeps_the_products_and_the_report_keeps_every_run(
     assert failed['b'].status == 'failed'
     kept = os.path.join(out, 'b', parallel.WORK_FOLDER)
     (workdir,) = os.listdir(kept)
-    assert '(files kept in %s)' % os.path.join(kept, workdir) in \
+    assert '; files kept in %s)' % os.path.join(kept, workdir) in \
         failed['b'].error
     assert len(failed) == 1                 # the returned report: this call
     assert open(product, 'rb').read() == content
@@ -939,3 +939,25 @@ def test_naco_dark_batch_from_its_sof(system_path, data_dir, tmp_path):
         assert fits.getheader(path)['ESO PRO CATG'] == tag
         assert cpl.dfs.ProcessingInfo(path).param['r'] == '12 12 12 12'
     assert os.path.isfile(r.log)
+
+
+def test_run_batch_says_what_is_wrong_with_the_raw_tag(tmp_path, raw):
+    empty = tmp_path / 'empty.sof'
+    empty.write_text('')
+    with pytest.raises(parallel.RawTagError,
+                       match='^SOF %s is empty: it lists no frames$' % empty):
+        run_batch('rtest_copy', [str(empty)], **OPTS)
+    with pytest.raises(ValueError, match=r'^cannot tell the raw frames of '
+                       r'rtest_copy in the input of rtest_copy among its tags '
+                       r'OTHER \(it takes RAW\): give tag=$'):
+        run_batch('rtest_copy', [{'OTHER': raw}], **OPTS)
+    with pytest.raises(parallel.RawTagError,
+                       match=r'has no frames tagged RAW2 \(it has RAW\)'):
+        run_batch('rtest_copy', [{'RAW': raw}], tag='RAW2', **OPTS)
+
+
+def test_batch_run_names_tell_alike_sofs_apart_by_their_folders(tmp_path):
+    sofs = [str(tmp_path / p) for p in ('a/x/bias.sof', 'b/x/bias.sof',
+                                        'b/flat.sof', 'c/dark.sof')]
+    assert parallel._sof_run_names(sofs + [['raw.fits']]) == {
+        0: 'a-x-bias', 1: 'b-x-bias', 2: 'flat', 3: 'dark'}

@@ -19,7 +19,7 @@ import pytest
 from rich.console import Console
 
 from cpl.parallel import RunRecord
-from cpl.progress import LiveDisplay, format_seconds, one_line
+from cpl.progress import EventLog, LiveDisplay, format_seconds, one_line
 
 ANSI = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]')
 ERASE_LINE = '\x1b[2K'
@@ -442,3 +442,52 @@ def test_live_display_in_tmux(tmp_path, recipe_dir, raw):
     for name, (_i, line) in final_rows.items():
         assert line.split()[1] == 'success', final
     assert any(line.startswith('5/5 done') for line in final), final
+
+
+# --- EventLog: a line per event, where no display can be drawn --------------------------
+def test_event_log_writes_each_event_once_even_when_several_came_at_once():
+    quick = RunRecord('quick', 'rtest_copy')
+    slow = RunRecord('slow', 'rtest_hang')
+    out = io.StringIO()
+    log = EventLog([quick, slow], file=out)
+    with log:
+        quick.status, quick.attempts, quick.started = 'running', 1, time.time()
+        log.update()
+        log.update()
+        # started and failed between two updates: both lines
+        slow.status, slow.attempts, slow.started = 'failed', 1, time.time()
+        slow.wall_s, slow.error = 0.2, 'it broke\n    (recipe rtest_hang)'
+        log.update()
+        quick.status, quick.wall_s, quick.warnings = 'success', 1.25, 2
+        quick.products = {'PRODUCT': '/out/quick/p.fits'}
+    lines = [line.split(' ', 1)[1] for line in out.getvalue().splitlines()]
+    assert lines == [
+        'started  quick (rtest_copy)',
+        'started  slow (rtest_hang)',
+        'failed   slow (rtest_hang) 0.2s: it broke',
+        'success  quick (rtest_copy) 1.2s, 2 warnings, product '
+        '/out/quick/p.fits']
+
+
+def test_event_log_stops_writing_when_its_stream_is_gone():
+    run = RunRecord('a', 'rtest_copy', status='running', attempts=1,
+                    started=time.time())
+    out = io.StringIO()
+    out.close()
+    log = EventLog([run], file=out)
+    log.update()                    # no error: the runs go on
+    run.status = 'success'
+    log.update()
+
+
+def test_a_success_with_warnings_shows_them_on_its_line():
+    done = RunRecord('done', 'uves_cal_mbias', status='success', wall_s=1.0,
+                     attempts=1, warnings=2,
+                     warning_lines=['Unrecognized tag BIAS_BLU', 'other'])
+    quiet = RunRecord('quiet', 'uves_cal_mbias', status='success',
+                      wall_s=1.0, attempts=1, warnings=0)
+    display = LiveDisplay([done, quiet], console=fake_terminal())
+    lines = screen(display)
+    assert lines[row_of(lines, 'done')].endswith(
+        ' 2 warnings: Unrecognized tag BIAS_BLU')
+    assert lines[row_of(lines, 'quiet')].rstrip().endswith('1.0s')

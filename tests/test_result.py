@@ -479,3 +479,99 @@ def test_input_errors_are_cpl_errors_raised_before_running(raw, tmp_path,
         else:
             raise AssertionError('no CplError for %s' % bad)
     assert run_dirs(work_tmp) == before
+
+
+# --- what the recipe said, in the error ----------------------------------------------
+def pipeline(name, system_path):
+    try:
+        return cpl.Recipe(name)
+    except cpl.RecipeNotFoundError:
+        pytest.skip('pipeline recipe %s is not installed' % name)
+
+
+def manifest_step(manifest, recipe):
+    return next(s for s in manifest['steps'] if s['recipe'] == recipe)
+
+
+def test_a_muse_dark_without_its_bias_says_what_is_missing(system_path,
+                                                           data_dir):
+    """CPL's error is only 'An unspecified error'; the recipe's log says
+    which frames are missing, and so must the error."""
+    _folder, manifest = data_dir
+    dark = pipeline('muse_dark', system_path)
+    step = manifest_step(manifest, 'muse_dark')
+    with pytest.raises(cpl.CplError) as info:
+        dark(step['raw'], tag='DARK', timeout=120)
+    e = info.value
+    try:
+        said = 'Required 1, found 0 frames with tag "MASTER_BIAS" with IFU 1'
+        cpl_error = 'An unspecified error (1) in muse_dark_compute() ' \
+                    '(muse_dark.c:117)'
+        # the first line is CPL's first error, as python-cpl's
+        assert str(e).splitlines()[:2] == [cpl_error,
+                                           '    recipe error: ' + said]
+        # for summaries and displays, what the recipe said comes first
+        assert e.report_text().splitlines()[:3] == [
+            said, '    Found 1 error(s)', '    CPL error: ' + cpl_error]
+        # the recipe's dumps of the CPL error chain are not repeated
+        assert 'Dumping' not in str(e) and 'Dumping' not in e.report_text()
+        assert e.msg == 'An unspecified error'      # the attributes as before
+    finally:
+        remove_run_dir(e)
+
+
+def test_a_one_frame_muse_bias_says_how_many_it_needs(system_path, data_dir):
+    _folder, manifest = data_dir
+    bias = pipeline('muse_bias', system_path)
+    step = manifest_step(manifest, 'muse_bias')
+    with pytest.raises(cpl.CplError) as info:
+        bias(step['raw'][:1], tag='BIAS', timeout=120)
+    e = info.value
+    try:
+        assert '\n    recipe error: Required 3, found 1 input frames with ' \
+            'tag "BIAS"' in str(e)
+        assert e.report_text().startswith('Required 3, found 1 input frames '
+                                          'with tag "BIAS"')
+        # and it pickles with it (a failed run's error crosses processes)
+        assert str(pickle.loads(pickle.dumps(e))) == str(e)
+    finally:
+        remove_run_dir(e)
+
+
+def test_a_failed_run_names_the_recipes_last_warning(system_path, data_dir):
+    """UVES frames all mistagged: CPL's errors say 'No valid input frames',
+    the recipe's last warning says which tag it did not know."""
+    _folder, manifest = data_dir
+    mbias = pipeline('uves_cal_mbias', system_path)
+    step = manifest_step(manifest, 'uves_cal_mbias')
+    with pytest.raises(cpl.CplError) as info:
+        mbias(step['raw'], tag='BIAS_BLU', timeout=120)
+    e = info.value
+    try:
+        assert 'No valid input frames' in str(e).splitlines()[0]
+        assert '    last warning: Unrecognized tag BIAS_BLU' in str(e)
+        assert e.report_text() == str(e)    # the recipe said no error
+    finally:
+        remove_run_dir(e)
+
+
+def test_recipe_error_messages_are_capped_and_each_said_once():
+    records = [logging.makeLogRecord({'levelno': logging.ERROR,
+                                      'msg': 'frame %d is bad' % (i % 8),
+                                      'funcName': 'check'})
+               for i in range(20)]
+    e = cpl.CplError(1, [], LogList(records), 'some_recipe')
+    assert e.recipe_messages() == [
+        'frame %d is bad' % i for i in range(5)] + [
+        '(and 3 more error messages in the log)']
+
+
+def test_warnings_of_a_shortened_log_are_counted_in_its_whole_file(tmp_path):
+    whole = tmp_path / 'whole.log'
+    whole.write_text('10:00:00 [WARNING] f: one\n10:00:00 [ INFO  ] f: x\n'
+                     '10:00:01 [WARNING] f: two\n10:00:02 [WARNING] g: three\n')
+    kept = LogList([logging.makeLogRecord({'levelno': logging.WARNING,
+                                           'msg': 'one', 'funcName': 'f'})])
+    assert cpl.result.count_warnings(kept) == 1
+    kept.omitted, kept.file = 2, str(whole)
+    assert cpl.result.count_warnings(kept) == 3
