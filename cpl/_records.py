@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any
 
-from ._products import unlink_quietly
+from ._products import set_pipefile, unlink_quietly
 from .frames import frame_items
 
 #: The per-run record of a finished run, inside its folder.
@@ -128,6 +128,10 @@ def commit(run_dir: str, key: str | None, recipe: str, staged: dict) -> dict:
         targets[path] = _free_name(run_dir, os.path.basename(path), earlier,
                                    taken)
         taken.add(targets[path])
+        if os.path.basename(targets[path]) != os.path.basename(path):
+            # kept apart from a file of its name: the product's header
+            # names its own file, as a renamed product of a call does
+            set_pipefile(path, os.path.basename(targets[path]))
     products = {tag: [targets[p] for p in value] if isinstance(value, list)
                 else targets[value] for tag, value in staged.items()}
     files = {targets[p]: _fingerprint(p) for p in targets}

@@ -376,6 +376,27 @@ def test_a_rerun_that_dies_keeps_the_earlier_run(raw, out, ran):
     assert third['h'].products == first['h'].products
 
 
+def test_a_rerun_kept_apart_from_a_file_of_its_name_names_its_own_file(
+        raw, out):
+    # a damaged record: the file there is no product this run may replace,
+    # so the new one is saved beside it, and says so in its header
+    w = Workflow()
+    w.add('rtest_copy', raw, tag='RAW', name='c')
+    w.run(output_dir=out, **OPTS)
+    with open(record_file(out, 'c'), 'w') as f:
+        f.write('{')
+    again = w.run(output_dir=out, **OPTS)
+    product = again['c'].products['PRODUCT']
+    assert os.path.basename(product) == 'rtest_copy-1.fits'
+    with fits.open(product, checksum=True) as hdul:
+        assert hdul[0].header['PIPEFILE'] == 'rtest_copy-1.fits'
+        assert hdul[0]._checksum_valid and hdul[0]._datasum_valid
+    with fits.open(os.path.join(out, 'c', 'rtest_copy.fits')) as hdul:
+        assert hdul[0].header['PIPEFILE'] == 'rtest_copy.fits'
+    # and the record's checksum is the renamed file's: it is reused
+    assert w.run(output_dir=out, **OPTS)['c'].status == 'cached'
+
+
 def fits_in(folder):
     return sorted(n for n in os.listdir(folder) if n.endswith('.fits'))
 
