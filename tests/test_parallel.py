@@ -397,6 +397,32 @@ def test_a_rerun_kept_apart_from_a_file_of_its_name_names_its_own_file(
     assert w.run(output_dir=out, **OPTS)['c'].status == 'cached'
 
 
+def test_an_hdulist_input_is_refused_when_the_run_is_added(raw, out):
+    # a workflow run is planned and reused by its input files: an HDUList
+    # is refused up front, naming the run, recipe and tag (it failed at
+    # run time: "expected str, bytes or os.PathLike object, not HDUList")
+    hdulist = fits.HDUList([fits.PrimaryHDU(np.zeros((4, 4), np.float32))])
+    with pytest.raises(TypeError, match='run a .recipe rtest_copy.: its RAW '
+                       'input is an HDUList'):
+        Workflow().add('rtest_copy', hdulist, tag='RAW', name='a')
+    with pytest.raises(TypeError, match='its RAW input is an HDUList'):
+        cpl.Recipe('rtest_copy').map([hdulist], tag='RAW', output_dir=out,
+                                     **OPTS)
+    r = cpl.Recipe('rtest_copy')
+    r.calib.CALIB = hdulist
+    with pytest.raises(TypeError, match='its CALIB input is an HDUList'):
+        Workflow().add(r, raw, tag='RAW', name='b')
+    # a recipe's calibration set after the run was added: the run fails,
+    # saying why
+    r.calib.CALIB = None
+    w = Workflow()
+    w.add(r, raw, tag='RAW', name='c')
+    r.calib.CALIB = hdulist
+    report = w.run(output_dir=out, **OPTS)
+    assert report['c'].status == 'failed'
+    assert 'its CALIB input is an HDUList' in report['c'].error
+
+
 def fits_in(folder):
     return sorted(n for n in os.listdir(folder) if n.endswith('.fits'))
 
