@@ -67,13 +67,38 @@ def _intact(path: str, fingerprint: Any) -> bool:
 
 def read_record(run_dir: str) -> dict:
     """The run record in run_dir, or {} when there is none (or it is not
-    one: a record damaged by a crash only means the run reruns)."""
+    one: a record damaged by a crash only means the run reruns).
+
+    Its products are taken as the files of their names in run_dir, where
+    the run put them: a run folder copied or moved elsewhere (cp -r,
+    rsync) is the record's, not the folder it was made in."""
     try:
         with open(os.path.join(run_dir, RUN_RECORD), encoding='utf-8') as f:
             record = json.load(f)
     except (OSError, ValueError):
         return {}
-    return record if isinstance(record, dict) else {}
+    if not isinstance(record, dict):
+        return {}
+    products, files = record.get('products'), record.get('files')
+    if isinstance(products, dict):
+        record['products'] = {
+            tag: [_in_run_dir(run_dir, p) for p in value]
+            if isinstance(value, list) else _in_run_dir(run_dir, value)
+            for tag, value in products.items()}
+    if isinstance(files, dict):
+        record['files'] = {_in_run_dir(run_dir, p): fingerprint
+                           for p, fingerprint in files.items()}
+    return record
+
+
+def _in_run_dir(run_dir: str, path: Any) -> Any:
+    """The file of path's name in run_dir (a name that is no file name,
+    or no string, as it is: it matches no product)."""
+    if not isinstance(path, str):
+        return path
+    name = os.path.basename(path)
+    return os.path.join(run_dir, name) if name not in ('', '.', '..') \
+        else path
 
 
 def reusable_products(run_dir: str, key: str) -> dict | None:

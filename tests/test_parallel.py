@@ -423,6 +423,32 @@ def test_an_hdulist_input_is_refused_when_the_run_is_added(raw, out):
     assert 'its CALIB input is an HDUList' in report['c'].error
 
 
+def test_a_copied_output_folder_reuses_its_own_products(raw, out, ran):
+    # cp -r of a night's folder, then the workflow run on the copy: the
+    # records named the first folder's files, so the copy's runs were
+    # 'cached' with products outside it; with the first folder gone they
+    # ran again beside the copied products (rtest_copy-1.fits)
+    def workflow():
+        w = Workflow()
+        first = w.add('rtest_copy', raw, tag='RAW', name='c')
+        w.add('rtest_copy', first.PRODUCT, tag='RAW', name='d')
+        return w
+    workflow().run(output_dir=out, **OPTS)
+    copy = out + '-copy'
+    shutil.copytree(out, copy)
+    del ran[:]
+    report = workflow().run(output_dir=copy, **OPTS)
+    assert ran == []
+    assert {r.name: (r.status, r.products) for r in report} == {
+        name: ('cached', {'PRODUCT': os.path.join(copy, name,
+                                                  'rtest_copy.fits')})
+        for name in ('c', 'd')}
+    shutil.rmtree(out)
+    report = workflow().run(output_dir=copy, **OPTS)
+    assert ran == [] and report.ok
+    assert fits_in(os.path.join(copy, 'c')) == ['rtest_copy.fits']
+
+
 def fits_in(folder):
     return sorted(n for n in os.listdir(folder) if n.endswith('.fits'))
 
