@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any
 
-from ._products import unlink_quietly
+from ._products import set_pipefile, unlink_quietly
 from .frames import frame_items
 
 #: The per-run record of a finished run, inside its folder.
@@ -67,13 +67,38 @@ def _intact(path: str, fingerprint: Any) -> bool:
 
 def read_record(run_dir: str) -> dict:
     """The run record in run_dir, or {} when there is none (or it is not
-    one: a record damaged by a crash only means the run reruns)."""
+    one: a record damaged by a crash only means the run reruns).
+
+    Its products are taken as the files of their names in run_dir, where
+    the run put them: a run folder copied or moved elsewhere (cp -r,
+    rsync) is the record's, not the folder it was made in."""
     try:
         with open(os.path.join(run_dir, RUN_RECORD), encoding='utf-8') as f:
             record = json.load(f)
     except (OSError, ValueError):
         return {}
-    return record if isinstance(record, dict) else {}
+    if not isinstance(record, dict):
+        return {}
+    products, files = record.get('products'), record.get('files')
+    if isinstance(products, dict):
+        record['products'] = {
+            tag: [_in_run_dir(run_dir, p) for p in value]
+            if isinstance(value, list) else _in_run_dir(run_dir, value)
+            for tag, value in products.items()}
+    if isinstance(files, dict):
+        record['files'] = {_in_run_dir(run_dir, p): fingerprint
+                           for p, fingerprint in files.items()}
+    return record
+
+
+def _in_run_dir(run_dir: str, path: Any) -> Any:
+    """The file of path's name in run_dir (a name that is no file name,
+    or no string, as it is: it matches no product)."""
+    if not isinstance(path, str):
+        return path
+    name = os.path.basename(path)
+    return os.path.join(run_dir, name) if name not in ('', '.', '..') \
+        else path
 
 
 def reusable_products(run_dir: str, key: str) -> dict | None:
@@ -128,6 +153,10 @@ def commit(run_dir: str, key: str | None, recipe: str, staged: dict) -> dict:
         targets[path] = _free_name(run_dir, os.path.basename(path), earlier,
                                    taken)
         taken.add(targets[path])
+        if os.path.basename(targets[path]) != os.path.basename(path):
+            # kept apart from a file of its name: the product's header
+            # names its own file, as a renamed product of a call does
+            set_pipefile(path, os.path.basename(targets[path]))
     products = {tag: [targets[p] for p in value] if isinstance(value, list)
                 else targets[value] for tag, value in staged.items()}
     files = {targets[p]: _fingerprint(p) for p in targets}

@@ -378,6 +378,9 @@ class Server:
                     handle._finish(None, 'the recipe runner (pid %d) ended '
                                    'with status %s during the run'
                                    % (self.pid, self._process.returncode))
+                # its end read: the pipe is of no more use (left to the
+                # garbage collector, it is a ResourceWarning at exit)
+                self._process.stdout.close()
 
     def _take_event(self, line: bytes) -> None:
         event = decode_event(line)

@@ -27,6 +27,8 @@ import time
 import warnings as _warnings
 from typing import IO, Any, Callable, Iterable, Mapping, Sequence
 
+from astropy.io import fits
+
 from . import esorex
 from ._records import (RUN_RECORD, WORK_FOLDER, commit, file_digest,
                        forget_failures, remove_staging, reusable_products,
@@ -189,6 +191,7 @@ class Workflow:
             p = recipe.param[key]
             p.check(value)      # a wrong parameter fails here, not later
         for t, ref in node.inputs():
+            _input_path(ref, node, t)   # an HDUList fails here, not later
             if isinstance(ref, ProductRef) and ref.run not in self.nodes:
                 raise ValueError('run %s refers to %r, which is not an earlier '
                                  'run of this workflow' % (name, ref))
@@ -242,6 +245,20 @@ class Workflow:
                           retries=retries, force=force, progress=progress,
                           log_dir=log_dir, strict=strict, preflight=preflight,
                           force_run=force_run, executor=executor).run()
+
+
+def _input_path(frame: Any, node: Node, tag: str) -> Any:
+    """A workflow input as an absolute path (a ProductRef as it is).
+    An HDUList is refused: a workflow run is planned, reused and perhaps
+    run elsewhere by its input files."""
+    if isinstance(frame, ProductRef):
+        return frame
+    if isinstance(frame, fits.HDUList):
+        raise TypeError('run %s (recipe %s): its %s input is an HDUList; a '
+                        'workflow run takes files (write it with writeto() '
+                        'first, or call the recipe itself)'
+                        % (node.name, node.recipe.__name__, tag))
+    return os.path.abspath(os.fspath(frame))
 
 
 def run_batch(recipe: str | Recipe, inputs: Iterable[Any], *,
@@ -661,14 +678,14 @@ class _Execution:
         return warnings + refusals
 
     # -- tasks
-    def _resolve(self, value: Any) -> list[str]:
+    def _resolve(self, value: Any, node: Node, tag: str) -> list[str]:
         if isinstance(value, ProductRef):
             products = self.products.get(value.run, {})
             if value.tag not in products:
                 raise ValueError('run %s made no %s product'
                                  % (value.run, value.tag))
             return frame_items(products[value.tag])
-        return [os.path.abspath(os.fspath(value))]
+        return [_input_path(value, node, tag)]
 
     def _task(self, node: Node) -> dict:
         env = dict(node.recipe.env)
@@ -688,12 +705,13 @@ class _Execution:
         calib = {}
         for tag, frames in node.calib.items():
             calib[tag] = [f for item in frame_items(frames)
-                          for f in self._resolve(item)]
+                          for f in self._resolve(item, node, tag)]
         for c in node.recipe.calib:
             if c.frames is not None and c.tag not in calib:
-                calib[c.tag] = [os.path.abspath(f)
+                calib[c.tag] = [_input_path(f, node, c.tag)
                                 for f in frame_items(c.frames)]
-        raw = [f for item in node.raw for f in self._resolve(item)]
+        raw = [f for item in node.raw
+               for f in self._resolve(item, node, node.tag)]
         log = os.path.join(self.log_dir or os.path.join(self.output_dir,
                                                         node.name),
                            node.name + '.log')

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from typing import Any, Iterator, Mapping
 
+import numpy as np
+
 from .result import warn
 
 _TYPES = {'bool': bool, 'int': int, 'float': float, 'str': str}
@@ -128,6 +130,10 @@ class Parameter:
         return converted
 
     def _convert(self, value: Any) -> Any:
+        if isinstance(value, np.bool_):
+            # numpy's bool (an array comparison, a table cell) is no
+            # numbers.Integral; python-cpl took it as the bool it is
+            value = bool(value)
         wrong = ParameterTypeError('%s takes a %s, not %r (%s)' % (
             self._where(), self.type.__name__, value, type(value).__name__))
         if self.type is bool:

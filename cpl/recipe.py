@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import numbers
 import os
 import textwrap
 from typing import Any, Iterable, Mapping
@@ -306,12 +307,19 @@ class Recipe:
         if timeout is not None and not timeout > 0:
             raise ValueError('timeout must be a positive number of seconds, '
                              'not %r' % (timeout,))
+        loglevel = ndata.get('loglevel')
+        if loglevel is not None and (isinstance(loglevel, bool) or
+                                     not isinstance(loglevel, numbers.Real)):
+            # python-cpl refused it as well (a ValueError), before running
+            raise ValueError('recipe %s: loglevel must be a logging level '
+                             'number such as logging.INFO, not %r'
+                             % (self.__name__, loglevel))
         return RunSpec(
             recipe=self.__name__, library=self.__file__,
             params=self._run_params(ndata.get('param')), frames=frames,
             env=self._run_env(ndata.get('env')),
             logname=ndata.get('logname') or 'cpl.%s' % self.__name__,
-            loglevel=ndata.get('loglevel'), memory_dump=self.memory_dump,
+            loglevel=loglevel, memory_dump=self.memory_dump,
             output_dir=os.path.abspath(output_dir) if output_dir else None,
             temp_dir=os.path.abspath(temp_dir) if temp_dir else None,
             timeout=timeout, input_len=input_len)

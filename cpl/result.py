@@ -408,13 +408,22 @@ def _log_to_portable(log):
         attrs['exc_info'] = None
         attrs.pop('message', None)
         portable.append(attrs)
-    return portable
+    # what says the list is not the whole log travels with it
+    return {'records': portable, 'omitted': getattr(log, 'omitted', 0),
+            'cut': getattr(log, 'cut', 0), 'file': getattr(log, 'file', None)}
 
 
 def _log_from_portable(portable):
     if portable is None:
         return None
-    return LogList(logging.makeLogRecord(attrs) for attrs in portable)
+    if isinstance(portable, list):          # pickled by an earlier version
+        portable = {'records': portable}
+    log = LogList(logging.makeLogRecord(attrs)
+                  for attrs in portable['records'])
+    log.omitted = portable.get('omitted', 0)
+    log.cut = portable.get('cut', 0)
+    log.file = portable.get('file')
+    return log
 
 
 def _restore_cpl_error(retval, errors, log, *where):

@@ -145,6 +145,16 @@ def test_big_log(raw, capfd, collected):
     assert out == '' and err == ''
 
 
+@pytest.mark.parametrize('loglevel', ['INFO', b'20', True, [20]])
+def test_a_loglevel_that_is_no_level_is_refused_up_front(raw, loglevel,
+                                                         no_new_run_dirs):
+    # python-cpl refused these with a ValueError before running
+    r = cpl.Recipe('rtest_biglog')
+    with pytest.raises(ValueError, match='rtest_biglog.*loglevel.*%s'
+                       % re.escape(repr(loglevel))):
+        r(raw, tag='RAW', loglevel=loglevel)
+
+
 def test_loglevel_above_info_drops_printed_lines_too(raw, collected):
     """What a recipe prints counts as INFO: loglevel=ERROR keeps it out
     of the log and of logging, as python-cpl does."""

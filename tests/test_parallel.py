@@ -376,6 +376,79 @@ def test_a_rerun_that_dies_keeps_the_earlier_run(raw, out, ran):
     assert third['h'].products == first['h'].products
 
 
+def test_a_rerun_kept_apart_from_a_file_of_its_name_names_its_own_file(
+        raw, out):
+    # a damaged record: the file there is no product this run may replace,
+    # so the new one is saved beside it, and says so in its header
+    w = Workflow()
+    w.add('rtest_copy', raw, tag='RAW', name='c')
+    w.run(output_dir=out, **OPTS)
+    with open(record_file(out, 'c'), 'w') as f:
+        f.write('{')
+    again = w.run(output_dir=out, **OPTS)
+    product = again['c'].products['PRODUCT']
+    assert os.path.basename(product) == 'rtest_copy-1.fits'
+    with fits.open(product, checksum=True) as hdul:
+        assert hdul[0].header['PIPEFILE'] == 'rtest_copy-1.fits'
+        assert hdul[0]._checksum_valid and hdul[0]._datasum_valid
+    with fits.open(os.path.join(out, 'c', 'rtest_copy.fits')) as hdul:
+        assert hdul[0].header['PIPEFILE'] == 'rtest_copy.fits'
+    # and the record's checksum is the renamed file's: it is reused
+    assert w.run(output_dir=out, **OPTS)['c'].status == 'cached'
+
+
+def test_an_hdulist_input_is_refused_when_the_run_is_added(raw, out):
+    # a workflow run is planned and reused by its input files: an HDUList
+    # is refused up front, naming the run, recipe and tag (it failed at
+    # run time: "expected str, bytes or os.PathLike object, not HDUList")
+    hdulist = fits.HDUList([fits.PrimaryHDU(np.zeros((4, 4), np.float32))])
+    with pytest.raises(TypeError, match='run a .recipe rtest_copy.: its RAW '
+                       'input is an HDUList'):
+        Workflow().add('rtest_copy', hdulist, tag='RAW', name='a')
+    with pytest.raises(TypeError, match='its RAW input is an HDUList'):
+        cpl.Recipe('rtest_copy').map([hdulist], tag='RAW', output_dir=out,
+                                     **OPTS)
+    r = cpl.Recipe('rtest_copy')
+    r.calib.CALIB = hdulist
+    with pytest.raises(TypeError, match='its CALIB input is an HDUList'):
+        Workflow().add(r, raw, tag='RAW', name='b')
+    # a recipe's calibration set after the run was added: the run fails,
+    # saying why
+    r.calib.CALIB = None
+    w = Workflow()
+    w.add(r, raw, tag='RAW', name='c')
+    r.calib.CALIB = hdulist
+    report = w.run(output_dir=out, **OPTS)
+    assert report['c'].status == 'failed'
+    assert 'its CALIB input is an HDUList' in report['c'].error
+
+
+def test_a_copied_output_folder_reuses_its_own_products(raw, out, ran):
+    # cp -r of a night's folder, then the workflow run on the copy: the
+    # records named the first folder's files, so the copy's runs were
+    # 'cached' with products outside it; with the first folder gone they
+    # ran again beside the copied products (rtest_copy-1.fits)
+    def workflow():
+        w = Workflow()
+        first = w.add('rtest_copy', raw, tag='RAW', name='c')
+        w.add('rtest_copy', first.PRODUCT, tag='RAW', name='d')
+        return w
+    workflow().run(output_dir=out, **OPTS)
+    copy = out + '-copy'
+    shutil.copytree(out, copy)
+    del ran[:]
+    report = workflow().run(output_dir=copy, **OPTS)
+    assert ran == []
+    assert {r.name: (r.status, r.products) for r in report} == {
+        name: ('cached', {'PRODUCT': os.path.join(copy, name,
+                                                  'rtest_copy.fits')})
+        for name in ('c', 'd')}
+    shutil.rmtree(out)
+    report = workflow().run(output_dir=copy, **OPTS)
+    assert ran == [] and report.ok
+    assert fits_in(os.path.join(copy, 'c')) == ['rtest_copy.fits']
+
+
 def fits_in(folder):
     return sorted(n for n in os.listdir(folder) if n.endswith('.fits'))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 
 import cpl
@@ -376,6 +377,18 @@ def test_bool_words_pass_as_they_mean(r, raw, value, expected):
     r.param.bool_value = value
     assert r.param.bool_value.value is expected
     assert qc(r(raw))['bool_value'] is expected
+
+
+def test_a_numpy_bool_passes_as_the_bool_it_is(r, raw):
+    # python-cpl: bool(numpy.True_); it was refused ("takes a bool, not
+    # np.True_ (bool)"), as if no script took a flag from an array
+    r.param.bool_value = np.True_
+    assert r.param.bool_value.value is True
+    assert qc(r(raw, param={'bool_value': np.False_}))['bool_value'] is False
+    assert qc(r(raw))['bool_value'] is True
+    # for an int, as python-cpl's int(True), with the warning of a bool
+    with pytest.warns(cpl.CplWarning, match='int_value'):
+        assert qc(r(raw, param={'int_value': np.True_}))['int_value'] == 1
 
 
 def test_an_empty_string_reaches_the_recipe(r, raw):

@@ -174,6 +174,22 @@ def test_result_log_survives_pickling(raw):
     assert not any(hasattr(rec, 'lock') for rec in copy.log)
 
 
+def test_a_shortened_log_says_so_after_pickling(raw, monkeypatch):
+    # a Result sent back by a worker process (ProcessPoolExecutor, Dask)
+    # must not pass for a whole log: what was left out, and where the
+    # whole log is, travel with it
+    from cpl import logger
+    monkeypatch.setattr(logger, 'LOG_HEAD_RECORDS', 5)
+    monkeypatch.setattr(logger, 'LOG_TAIL_RECORDS', 5)
+    r = cpl.Recipe('rtest_biglog')
+    res = r(raw, tag='RAW', param={'lines': 50})
+    assert res.log.omitted > 0 and res.log.file
+    copy = pickle.loads(pickle.dumps(res))
+    assert (copy.log.omitted, copy.log.cut, copy.log.file) == \
+        (res.log.omitted, res.log.cut, res.log.file)
+    assert len(copy.log) == len(res.log)
+
+
 # --- recipe errors ---------------------------------------------------------------------
 def test_recipe_error_raises_cpl_error_with_chain(raw, tmp_path):
     out = tmp_path / 'out'

@@ -723,3 +723,18 @@ def test_an_oversized_request_is_refused_and_spares_the_other_runs(
     assert 'HANG_PRODUCT' in innocent.result(timeout=30)
     assert _runner.pool.get(hang._run_env(env)) is server
     assert not server.closed
+
+
+def test_a_script_ends_without_resource_warnings(recipe_dir, raw, tmp_path):
+    # the runner's output pipe was left to the garbage collector: under
+    # python -X dev every script that ran a recipe ended with
+    # "ResourceWarning: unclosed file <_io.FileIO name=5 mode='rb'>"
+    script = tmp_path / 'one_call.py'
+    script.write_text(
+        'import cpl\n'
+        'cpl.Recipe.path = [%r]\n'
+        'cpl.Recipe("rtest_copy")(%r, tag="RAW")\n' % (recipe_dir, raw))
+    done = subprocess.run([sys.executable, '-X', 'dev', str(script)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert 'ResourceWarning' not in done.stderr, done.stderr
