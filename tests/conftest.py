@@ -165,6 +165,23 @@ def system_path():
     return SYSTEM_PATH
 
 
+def pipeline_recipe(name):
+    """The installed pipeline recipe; the test is skipped where its
+    pipeline is not installed (make test installs UVES, NACO and MUSE)."""
+    try:
+        return cpl.Recipe(name)
+    except cpl.RecipeNotFoundError:
+        pytest.skip('pipeline recipe %s is not installed' % name)
+
+
+def manifest_step(manifest, recipe):
+    """The step of cpl.synthetic's manifest that runs recipe."""
+    for s in manifest['steps']:
+        if s['recipe'] == recipe:
+            return s
+    raise AssertionError('no step %s in the manifest' % recipe)
+
+
 # --- temporary folders --------------------------------------------------------
 @pytest.fixture
 def work_tmp():

@@ -17,6 +17,7 @@ from astropy.io import fits
 
 import cpl
 from cpl import cli
+from conftest import manifest_step, pipeline_recipe
 
 
 def sof(path, *lines):
@@ -252,11 +253,8 @@ def test_a_failed_muse_rerun_keeps_the_masters_and_the_report_every_run(
 
 # --- real pipelines through the command line -------------------------------------------
 def pipeline_step(manifest, recipe):
-    try:
-        cpl.Recipe(recipe)
-    except cpl.RecipeNotFoundError:
-        pytest.skip('pipeline recipe %s is not installed' % recipe)
-    return next(s for s in manifest['steps'] if s['recipe'] == recipe)
+    pipeline_recipe(recipe)
+    return manifest_step(manifest, recipe)
 
 
 def test_failures_say_what_the_recipe_said(system_path, data_dir, tmp_path,

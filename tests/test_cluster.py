@@ -38,7 +38,7 @@ from cpl import cli, parallel  # noqa: E402
 from cpl.cluster import DASK_CONFIG, DaskClusterManager, \
     dask_config_exports  # noqa: E402
 from cpl.parallel import Workflow, run_batch  # noqa: E402
-from conftest import is_gone, wait_until  # noqa: E402
+from conftest import is_gone, manifest_step as step, wait_until  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 START_SLURM = os.path.join(HERE, 'slurm', 'start-slurm.sh')
@@ -462,10 +462,6 @@ def test_omp_threads_on_dask_are_recorded_and_applied(local_cluster, raw,
 
 
 # --- 2. an existing scheduler and workers ------------------------------------------------
-def step(manifest, recipe):
-    return next(s for s in manifest['steps'] if s['recipe'] == recipe)
-
-
 def test_real_pipelines_through_scheduler_and_worker_processes(
         address_cluster, system_path, data_dir, tmp_path):
     procs, m = address_cluster

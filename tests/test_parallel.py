@@ -24,7 +24,8 @@ import cpl
 from cpl import parallel
 from cpl.parallel import (MissingInputsError, PreflightError, Report,
                           RunRecord, Workflow, run_batch)
-from conftest import is_gone, recipe_processes, wait_until, write_image
+from conftest import (is_gone, manifest_step as step, pipeline_recipe,
+                      recipe_processes, wait_until, write_image)
 
 OPTS = dict(progress=False)
 
@@ -950,21 +951,10 @@ def test_ctrl_c_as_runs_end_leaves_every_folder_consistent(raw, tmp_path):
 
 
 # --- real pipelines --------------------------------------------------------------------------
-def pipeline_or_skip(name):
-    try:
-        return cpl.Recipe(name)
-    except cpl.RecipeNotFoundError:
-        pytest.skip('pipeline recipe %s is not installed' % name)
-
-
-def step(manifest, recipe):
-    return next(s for s in manifest['steps'] if s['recipe'] == recipe)
-
-
 def test_uves_bias_then_dark_workflow(system_path, data_dir, tmp_path, ran):
     folder, manifest = data_dir
-    pipeline_or_skip('uves_cal_mbias')
-    pipeline_or_skip('uves_cal_mdark')
+    pipeline_recipe('uves_cal_mbias')
+    pipeline_recipe('uves_cal_mdark')
     bias_raw = cpl.esorex.load_sof(step(manifest, 'uves_cal_mbias')['sof'])
     dark_raw = cpl.esorex.load_sof(step(manifest, 'uves_cal_mdark')['sof'])
     w = Workflow()
@@ -995,7 +985,7 @@ def test_uves_bias_then_dark_workflow(system_path, data_dir, tmp_path, ran):
 
 def test_naco_dark_batch_from_its_sof(system_path, data_dir, tmp_path):
     folder, manifest = data_dir
-    pipeline_or_skip('naco_img_dark')
+    pipeline_recipe('naco_img_dark')
     s = step(manifest, 'naco_img_dark')
     out = str(tmp_path / 'naco')
     report = run_batch('naco_img_dark', [s['sof']], param={'r': '12 12 12 12'},

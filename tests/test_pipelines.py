@@ -11,26 +11,12 @@ import pytest
 from astropy.io import fits
 
 import cpl
-from conftest import remove_run_dir
+from conftest import manifest_step as step, pipeline_recipe, remove_run_dir
 
 
 @pytest.fixture(autouse=True)
 def _system_recipes(system_path):
     """The installed pipelines, not the test recipes."""
-
-
-def pipeline_recipe(name):
-    try:
-        return cpl.Recipe(name)
-    except cpl.RecipeNotFoundError:
-        pytest.skip('pipeline recipe %s is not installed' % name)
-
-
-def step(manifest, recipe):
-    for s in manifest['steps']:
-        if s['recipe'] == recipe:
-            return s
-    raise AssertionError('no step %s in the manifest' % recipe)
 
 
 def apply_options(r, options):

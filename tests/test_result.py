@@ -20,8 +20,8 @@ from astropy.io import fits
 import cpl
 from cpl.logger import LogList
 from cpl.result import Stat
-from conftest import (is_gone, recipe_processes, remove_run_dir, run_dirs,
-                      wait_until)
+from conftest import (is_gone, manifest_step, pipeline_recipe,
+                      recipe_processes, remove_run_dir, run_dirs, wait_until)
 
 HAVE_GDB = shutil.which('gdb') is not None
 
@@ -498,23 +498,12 @@ def test_input_errors_are_cpl_errors_raised_before_running(raw, tmp_path,
 
 
 # --- what the recipe said, in the error ----------------------------------------------
-def pipeline(name, system_path):
-    try:
-        return cpl.Recipe(name)
-    except cpl.RecipeNotFoundError:
-        pytest.skip('pipeline recipe %s is not installed' % name)
-
-
-def manifest_step(manifest, recipe):
-    return next(s for s in manifest['steps'] if s['recipe'] == recipe)
-
-
 def test_a_muse_dark_without_its_bias_says_what_is_missing(system_path,
                                                            data_dir):
     """CPL's error is only 'An unspecified error'; the recipe's log says
     which frames are missing, and so must the error."""
     _folder, manifest = data_dir
-    dark = pipeline('muse_dark', system_path)
+    dark = pipeline_recipe('muse_dark')
     step = manifest_step(manifest, 'muse_dark')
     with pytest.raises(cpl.CplError) as info:
         dark(step['raw'], tag='DARK', timeout=120)
@@ -538,7 +527,7 @@ def test_a_muse_dark_without_its_bias_says_what_is_missing(system_path,
 
 def test_a_one_frame_muse_bias_says_how_many_it_needs(system_path, data_dir):
     _folder, manifest = data_dir
-    bias = pipeline('muse_bias', system_path)
+    bias = pipeline_recipe('muse_bias')
     step = manifest_step(manifest, 'muse_bias')
     with pytest.raises(cpl.CplError) as info:
         bias(step['raw'][:1], tag='BIAS', timeout=120)
@@ -558,7 +547,7 @@ def test_a_failed_run_names_the_recipes_last_warning(system_path, data_dir):
     """UVES frames all mistagged: CPL's errors say 'No valid input frames',
     the recipe's last warning says which tag it did not know."""
     _folder, manifest = data_dir
-    mbias = pipeline('uves_cal_mbias', system_path)
+    mbias = pipeline_recipe('uves_cal_mbias')
     step = manifest_step(manifest, 'uves_cal_mbias')
     with pytest.raises(cpl.CplError) as info:
         mbias(step['raw'], tag='BIAS_BLU', timeout=120)
