@@ -513,6 +513,7 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
     started = time.time()
     outcome: dict[str, Any] = {'status': 'failed', 'products': {},
                                'error': None, 'started': started}
+    log_copy = None
     worker = dask_worker() if task.get('on_dask') else None
     stop_watch = watch_dask_cancel(task['cancel_event'], control) \
         if worker is not None else None
@@ -525,7 +526,7 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
             'calib': {t: list(f) for t, f in task['calib'].items()},
             'env': task['env'], 'output_dir': task['output_dir'],
             'timeout': task.get('timeout')})
-        spec.log_copy = task.get('log')
+        spec.log_copy = log_copy = _attempt_log(task)
         work_base = os.path.join(task['output_dir'], WORK_FOLDER)
         spec.temp_dir = work_base
         if worker is not None:
@@ -564,6 +565,8 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
     finally:
         if stop_watch is not None:
             stop_watch.set()
+    if log_copy is not None and log_copy != task.get('log'):
+        _settle_attempt_log(task, log_copy, outcome)
     exit_event = control.exit or {}
     outcome['wall_s'] = time.time() - started
     if exit_event:
@@ -572,6 +575,41 @@ def run_task(task: Mapping[str, Any], control: RunControl | None = None
     outcome['worker'] = worker.address if worker is not None else '%s:%s' % (
         socket.gethostname(), control.pid if control.pid else os.getpid())
     return outcome
+
+
+def _attempt_log(task: Mapping[str, Any]) -> str | None:
+    """Where this attempt's log is copied: the run's log, unless an
+    earlier run's products are kept in its folder (a rerun), whose log
+    must stay with them until this attempt has succeeded."""
+    log = task.get('log')
+    if log is None or not os.path.exists(os.path.join(task['output_dir'],
+                                                      RUN_RECORD)):
+        return log
+    stem, ext = os.path.splitext(log)
+    return '%s.attempt%s' % (stem, ext)
+
+
+def _settle_attempt_log(task: Mapping[str, Any], attempt: str,
+                        outcome: dict) -> None:
+    """A rerun's log: it replaces the run's log when the rerun succeeded
+    (its products replaced the earlier ones); when it failed, it is kept
+    as ``<run>.failed.log`` beside the earlier run's, which still
+    describes the products kept; a cancelled one leaves nothing."""
+    if not os.path.exists(attempt):
+        return
+    if outcome['status'] == 'cancelled':
+        unlink_quietly(attempt)
+        return
+    stem, ext = os.path.splitext(task['log'])
+    if outcome['status'] == 'success':
+        target = task['log']
+        unlink_quietly('%s.failed%s' % (stem, ext))    # of an older attempt
+    else:
+        target = outcome['log'] = '%s.failed%s' % (stem, ext)
+    try:
+        os.replace(attempt, target)
+    except OSError:
+        outcome['log'] = attempt        # still there, under its own name
 
 
 def _note_warnings(outcome: dict, log: Any) -> None:
@@ -890,7 +928,7 @@ class _Execution:
         record.error = outcome.get('error')
         record.products = outcome.get('products') or {}
         for field in ('wall_s', 'cpu_s', 'max_rss_mb', 'worker', 'warnings',
-                      'warning_lines'):
+                      'warning_lines', 'log'):
             if outcome.get(field) is not None:
                 setattr(record, field, outcome[field])
 

@@ -465,9 +465,15 @@ def test_a_failed_rerun_keeps_the_products_and_the_report_keeps_every_run(
     product = first['b'].products['ERROR_PRODUCT']
     content = open(product, 'rb').read()
     record = open(record_file(out, 'b'), 'rb').read()
+    good_log = open(first['b'].log, 'rb').read()
     failed = run_batch('rtest_error', [raw2], tag='RAW', names=['b'],
                        param={'fail': True}, output_dir=out, **OPTS)
     assert failed['b'].status == 'failed'
+    # the kept products keep their log; the failure's is beside it
+    assert open(first['b'].log, 'rb').read() == good_log
+    assert failed['b'].log == os.path.join(out, 'b', 'b.failed.log')
+    assert b'outer failure' in open(failed['b'].log, 'rb').read()
+    assert b'outer failure' not in good_log
     kept = os.path.join(out, 'b', parallel.WORK_FOLDER)
     (workdir,) = os.listdir(kept)
     assert '; files kept in %s)' % os.path.join(kept, workdir) in \
@@ -491,6 +497,7 @@ def test_a_failed_rerun_keeps_the_products_and_the_report_keeps_every_run(
     replaced = run_batch('rtest_error', [raw], tag='RAW', names=['b'],
                          param={'fail': False}, output_dir=out, **OPTS)
     assert ran == ['b'] and replaced['b'].status == 'success'
+    assert replaced['b'].log == first['b'].log     # and no b.failed.log:
     assert replaced['b'].products == first['b'].products
     assert fits_in(os.path.join(out, 'b')) == ['rtest_error.fits']
     assert fits.getval(product, 'ESO PRO REC1 RAW1 NAME') == \
