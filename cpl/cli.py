@@ -40,10 +40,24 @@ def _apply_recipe_dir(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    recipes = sorted(Recipe.list())
-    width = max((len(name) for name, _ in recipes), default=0)
-    for name, versions in recipes:
-        print('%-*s  %s' % (width, name, ', '.join(versions)))
+    """Each recipe with its versions and its one-line synopsis (that of
+    its newest version), as ``esorex --recipes`` lists them."""
+    from . import _index
+    found: dict[str, tuple[list[str], int, str]] = {}
+    for name, _lib, desc in _index.all_recipes(Recipe.path):
+        versions, newest, synopsis = found.get(name, ([], -1, ''))
+        if desc['version_string'] not in versions:
+            versions.append(desc['version_string'])
+        if desc['version'] > newest:
+            newest, synopsis = desc['version'], desc['synopsis'] or ''
+        found[name] = (versions, newest, synopsis)
+    width = max((len(name) for name in found), default=0)
+    vwidth = max((len(', '.join(v)) for v, _n, _s in found.values()),
+                 default=0)
+    for name in sorted(found):
+        versions, _newest, synopsis = found[name]
+        print(('%-*s  %-*s  %s' % (width, name, vwidth, ', '.join(versions),
+                                   ' '.join(synopsis.split()))).rstrip())
     return 0
 
 

@@ -32,6 +32,9 @@ def test_list_shows_the_test_recipes_with_versions(capsys):
     found = {line.split()[0]: line.split()[1] for line in lines}
     assert found['rtest_copy'] == '1.2.3'
     assert 'rtest_params' in found
+    # and what each does, in one line, as esorex --recipes shows it
+    (copy,) = [line for line in lines if line.split()[0] == 'rtest_copy']
+    assert copy.endswith('  Copy the first RAW image to a product')
 
 
 def test_info_text_and_json(capsys):
