@@ -315,17 +315,18 @@ def recipe_processes():
 
 
 def live_recipe_processes():
-    """The recipe processes not on their way out: a finished run's process
+    """The recipe processes of runs still going: a finished run's process
     is killed by its server as it reports the end, and may still be
-    exiting (its folder already let go of: no cwd) or a zombie when the
-    next run starts."""
+    exiting, or be a zombie, when the next run starts (its slot is free
+    once its outcome is taken and, for a run that succeeded, its folder,
+    the process's cwd, removed)."""
     import psutil
     live = []
     for process in recipe_processes():
         try:
             if process.status() not in (psutil.STATUS_ZOMBIE,
                                         psutil.STATUS_DEAD) and \
-                    process.cwd() != '':
+                    os.path.isdir(process.cwd()):
                 live.append(process)
         except psutil.Error:
             pass
