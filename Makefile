@@ -15,8 +15,7 @@ DEMO_DIR ?= demo-output
 # test: mkfs.vfat, and fusefat where the kernel cannot mount vfat.
 DEBIAN_PACKAGES = libcpl-dev esorex gdb gcc make python3-venv \
                   cpl-plugin-uves cpl-plugin-naco cpl-plugin-muse \
-                  python3-cpl tmux slurm-wlm munge
-DEBIAN_PACKAGES += dosfstools fusefat
+                  python3-cpl tmux slurm-wlm munge dosfstools fusefat
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 STAMP_DEBIAN = $(VENV)/.debian-packages

@@ -352,25 +352,22 @@ class Mixes:
         replaces its product."""
         from cpl.parallel import Workflow
         (raw, value), (raw2, value2) = self.copies(2, first=4)
-        first = Workflow()
-        first.add('rtest_error', raw, tag='RAW', param={'fail': False},
+        def run(fail: bool, redo_input: str):
+            w = Workflow()
+            w.add('rtest_error', raw, tag='RAW', param={'fail': fail},
                   name='keep')
-        first.add('rtest_copy', raw, tag='RAW', name='redo')
-        report = first.run(n_workers=2, output_dir=out, timeout=CALL_TIMEOUT,
+            w.add('rtest_copy', redo_input, tag='RAW', name='redo')
+            report = w.run(n_workers=2, output_dir=out, timeout=CALL_TIMEOUT,
                            progress=False)
-        self.check_run_folders(report, out)
+            self.check_run_folders(report, out)
+            return report
+        report = run(False, raw)
         kept = {}
         for r in report:
             self.tally('rerun_workflow', 'success', r.status, r.error or '')
             if r.status == 'success' and r.name == 'keep':
                 kept = {p: digest(p) for p in r.products.values()}
-        again = Workflow()
-        again.add('rtest_error', raw, tag='RAW', param={'fail': True},
-                  name='keep')
-        again.add('rtest_copy', raw2, tag='RAW', name='redo')
-        report = again.run(n_workers=2, output_dir=out, timeout=CALL_TIMEOUT,
-                           progress=False)
-        self.check_run_folders(report, out)
+        report = run(True, raw2)
         self.tally('rerun_workflow', 'failed', report['keep'].status,
                    report['keep'].error or '')
         for path, checksum in kept.items():

@@ -272,12 +272,18 @@ def _place(tmp: str, source: str, directory: str, logname: str,
                                   pipefiles), None)
 
 
+def numbered_names(name: str) -> Iterator[str]:
+    """``stem-1.ext``, ``stem-2.ext``, ...: the names a file of name takes
+    beside another of its name."""
+    stem, ext = os.path.splitext(name)
+    for n in range(1, 100000):
+        yield '%s-%d%s' % (stem, n, ext)
+
+
 def _place_renamed(tmp: str, source: str, directory: str, logname: str,
                    why: str, pipefiles: dict[str, str]) -> str:
     name = os.path.basename(source)
-    stem, ext = os.path.splitext(name)
-    for n in range(1, 100000):
-        renamed = '%s-%d%s' % (stem, n, ext)
+    for renamed in numbered_names(name):
         target = os.path.join(directory, renamed)
         if os.path.lexists(target):
             continue

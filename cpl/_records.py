@@ -8,6 +8,7 @@ each, so that a truncated or rewritten product is not reused."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ import time
 import uuid
 from typing import Any
 
-from ._products import set_pipefile, unlink_quietly
+from ._products import numbered_names, set_pipefile, unlink_quietly
 from .frames import frame_items
 
 #: The per-run record of a finished run, inside its folder.
@@ -191,10 +192,8 @@ def _free_name(run_dir: str, name: str, replaceable: set[str],
     """run_dir/name, or the first free run_dir/stem-N.ext: a file of that
     name that an earlier record of this run names may be replaced, any
     other file stays."""
-    stem, ext = os.path.splitext(name)
-    for n in range(100000):
-        target = os.path.join(run_dir, name if n == 0 else
-                              '%s-%d%s' % (stem, n, ext))
+    for candidate in itertools.chain([name], numbered_names(name)):
+        target = os.path.join(run_dir, candidate)
         if target not in taken and (target in replaceable or
                                     not os.path.lexists(target)):
             return target

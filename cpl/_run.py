@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -26,7 +27,8 @@ from typing import Any
 from astropy.io import fits
 
 from . import _runner
-from ._products import Identity, files_in, place_products, unlink_quietly
+from ._products import (Identity, files_in, numbered_names, place_products,
+                        unlink_quietly)
 from ._slots import SlotWait
 from .frames import MemoryFrame
 from .logger import LogReader, runner_loglevel
@@ -183,11 +185,10 @@ def _write_memory_frame(frame: MemoryFrame, workdir: str,
     """An in-memory input as a file in the work folder, under its name.
     Two different inputs of one name (same tag and data, headers that
     differ) get two files: python-cpl wrote the second over the first."""
-    stem, ext = os.path.splitext(frame.name)
-    name, n = frame.name, 0
+    names = itertools.chain([frame.name], numbered_names(frame.name))
+    name = next(names)
     while name in written and written[name] != frame.data:
-        n += 1
-        name = '%s-%d%s' % (stem, n, ext)
+        name = next(names)
     path = os.path.join(workdir, name)
     if name not in written:
         with open(path, 'wb') as f:

@@ -3,6 +3,7 @@ the exceptions for errors, crashes, kills and timeouts."""
 from __future__ import annotations
 
 import logging
+import contextlib
 import os
 import pickle
 import shutil
@@ -498,17 +499,25 @@ def test_input_errors_are_cpl_errors_raised_before_running(raw, tmp_path,
 
 
 # --- what the recipe said, in the error ----------------------------------------------
+@contextlib.contextmanager
+def pipeline_failure(manifest, recipe, tag, frames=slice(None)):
+    """The CplError of recipe run on (some of) its manifest step's raw
+    frames under tag; its kept run folder is removed afterwards."""
+    run = pipeline_recipe(recipe)
+    step = manifest_step(manifest, recipe)
+    with pytest.raises(cpl.CplError) as info:
+        run(step['raw'][frames], tag=tag, timeout=120)
+    try:
+        yield info.value
+    finally:
+        remove_run_dir(info.value)
+
 def test_a_muse_dark_without_its_bias_says_what_is_missing(system_path,
                                                            data_dir):
     """CPL's error is only 'An unspecified error'; the recipe's log says
     which frames are missing, and so must the error."""
     _folder, manifest = data_dir
-    dark = pipeline_recipe('muse_dark')
-    step = manifest_step(manifest, 'muse_dark')
-    with pytest.raises(cpl.CplError) as info:
-        dark(step['raw'], tag='DARK', timeout=120)
-    e = info.value
-    try:
+    with pipeline_failure(manifest, 'muse_dark', 'DARK') as e:
         said = 'Required 1, found 0 frames with tag "MASTER_BIAS" with IFU 1'
         cpl_error = 'An unspecified error (1) in muse_dark_compute() ' \
                     '(muse_dark.c:117)'
@@ -521,43 +530,27 @@ def test_a_muse_dark_without_its_bias_says_what_is_missing(system_path,
         # the recipe's dumps of the CPL error chain are not repeated
         assert 'Dumping' not in str(e) and 'Dumping' not in e.report_text()
         assert e.msg == 'An unspecified error'      # the attributes as before
-    finally:
-        remove_run_dir(e)
 
 
 def test_a_one_frame_muse_bias_says_how_many_it_needs(system_path, data_dir):
     _folder, manifest = data_dir
-    bias = pipeline_recipe('muse_bias')
-    step = manifest_step(manifest, 'muse_bias')
-    with pytest.raises(cpl.CplError) as info:
-        bias(step['raw'][:1], tag='BIAS', timeout=120)
-    e = info.value
-    try:
+    with pipeline_failure(manifest, 'muse_bias', 'BIAS', slice(1)) as e:
         assert '\n    recipe error: Required 3, found 1 input frames with ' \
             'tag "BIAS"' in str(e)
         assert e.report_text().startswith('Required 3, found 1 input frames '
                                           'with tag "BIAS"')
         # and it pickles with it (a failed run's error crosses processes)
         assert str(pickle.loads(pickle.dumps(e))) == str(e)
-    finally:
-        remove_run_dir(e)
 
 
 def test_a_failed_run_names_the_recipes_last_warning(system_path, data_dir):
     """UVES frames all mistagged: CPL's errors say 'No valid input frames',
     the recipe's last warning says which tag it did not know."""
     _folder, manifest = data_dir
-    mbias = pipeline_recipe('uves_cal_mbias')
-    step = manifest_step(manifest, 'uves_cal_mbias')
-    with pytest.raises(cpl.CplError) as info:
-        mbias(step['raw'], tag='BIAS_BLU', timeout=120)
-    e = info.value
-    try:
+    with pipeline_failure(manifest, 'uves_cal_mbias', 'BIAS_BLU') as e:
         assert 'No valid input frames' in str(e).splitlines()[0]
         assert '    last warning: Unrecognized tag BIAS_BLU' in str(e)
         assert e.report_text() == str(e)    # the recipe said no error
-    finally:
-        remove_run_dir(e)
 
 
 def test_recipe_error_messages_are_capped_and_each_said_once():
