@@ -10,7 +10,7 @@ from .recipe import Recipe, RecipeNotFoundError
 from .param import Parameter
 from .frames import FrameConfig
 from .result import CplError, CplWarning, RecipeCrash, RecipeTimeout, Result
-from . import dfs, esorex
+from . import _index, dfs, esorex, parallel
 
 __author__ = 'The cplrun developers'
 __all__ = ['Recipe', 'Parameter', 'FrameConfig', 'Result', 'CplError',
@@ -21,7 +21,6 @@ __all__ = ['Recipe', 'Parameter', 'FrameConfig', 'Result', 'CplError',
 def __getattr__(name: str):
     # python-cpl's cpl.cpl_versions; known once a recipe was described.
     if name == 'cpl_versions':
-        from . import _index
         if _index.cpl_version() is None:
             Recipe.list()
         version = _index.cpl_version()

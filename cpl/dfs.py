@@ -7,6 +7,8 @@ from typing import IO, Any
 
 from astropy.io import fits
 
+from .recipe import Recipe
+
 
 def _header(source: Any) -> Any:
     if isinstance(source, str):
@@ -111,7 +113,6 @@ class ProcessingInfo:
     def create_recipe(self):
         """A :class:`cpl.Recipe` set up with this record's parameters,
         calibration frames and tag."""
-        from .recipe import Recipe
         recipe = Recipe(self.name)
         recipe.param = self.param
         recipe.calib = self.calib

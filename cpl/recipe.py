@@ -5,16 +5,17 @@ import difflib
 import numbers
 import os
 import textwrap
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from astropy.io import fits
 
 from . import _index
+from ._esorex_files import load_rc, load_sof
 from ._run import RunSpec, execute
 from .frames import (FrameConfig, FrameList, UnknownRawTagError,
                      check_input_file, frame_items, memory_frame)
 from .param import InstanceDoc, Parameter, ParameterList
-from .result import warn
+from .result import _from_portable, _to_portable, warn
 from .threaded import RecipeThread, SlotWait, slots
 
 _CALL_KEYWORDS = frozenset((
@@ -219,7 +220,6 @@ class Recipe:
     @param.setter
     def param(self, values: Any) -> None:
         if isinstance(values, str) or hasattr(values, 'read'):
-            from .esorex import load_rc
             values = load_rc(values)
         params = self._new_params()
         if values is not None:
@@ -237,7 +237,6 @@ class Recipe:
     @calib.setter
     def calib(self, values: Any) -> None:
         if isinstance(values, str) or hasattr(values, 'read'):
-            from .esorex import load_sof
             values = load_sof(values)
         if isinstance(values, Mapping):
             raw_tags = set(self.tags or ()) | {self._tag}
@@ -416,13 +415,6 @@ class Recipe:
         env['CPL_MEMORY_MODE'] = str(int(Recipe.memory_mode))
         return env
 
-    def map(self, inputs: Iterable[Any], **options: Any):
-        """One run of this recipe per input, in parallel: see
-        :func:`cpl.parallel.run_batch`, which takes the same keywords.
-        Returns a :class:`cpl.parallel.Report`."""
-        from .parallel import run_batch
-        return run_batch(self, inputs, **options)
-
     # --- the class-level interface of python-cpl -----------------------
     @staticmethod
     def list() -> list[tuple[str, list[str]]]:
@@ -511,13 +503,11 @@ def _frame_name(frame: Any) -> str:
 
 def _portable_frames(frames: Any) -> Any:
     # HDULists in calib travel as FITS bytes, like products.
-    from .result import _to_portable
     return _to_portable(frames)
 
 
 def _restore_recipe(name: str, filename: str, version: int,
                     state: dict) -> Recipe:
-    from .result import _from_portable
     recipe = Recipe(name, filename=filename, version=version)
     recipe._tags = state['tags']
     recipe.tag = state['tag']

@@ -364,12 +364,12 @@ def wait_until(predicate, timeout, interval=0.05):
 def ran(monkeypatch):
     """Names of the runs of a workflow that really started a recipe
     process, in order."""
-    from cpl import parallel
+    from cpl.parallel import _execution
     names = []
-    real = parallel.run_task
+    real = _execution.run_task
 
     def counting(task, control=None):
         names.append(task['name'])
         return real(task, control)
-    monkeypatch.setattr(parallel, 'run_task', counting)
+    monkeypatch.setattr(_execution, 'run_task', counting)
     return names

@@ -32,6 +32,7 @@ from astropy.io import fits
 import cpl
 from cpl import _runner, parallel
 from cpl.parallel import Report, Workflow, run_batch
+from cpl.parallel import _execution
 from conftest import (REPO, is_gone, load_module, proc_state, recipe_build,
                       recipe_processes, remove_run_dir, run_dirs, wait_until,
                       write_image)
@@ -581,8 +582,8 @@ def unwritable_folder(kind, tmp_path):
 def test_an_output_folder_that_cannot_be_written(raw, tmp_path, work_tmp,
                                                  monkeypatch, kind):
     started = []
-    real = parallel.run_task
-    monkeypatch.setattr(parallel, 'run_task',
+    real = _execution.run_task
+    monkeypatch.setattr(_execution, 'run_task',
                         lambda *a, **k: started.append(1) or real(*a, **k))
     with unwritable_folder(kind, tmp_path) as folder:
         before = set(run_dirs(work_tmp))
@@ -873,7 +874,7 @@ def drop_an_interrupt_once(monkeypatch, cls, name):
 
 @pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
 def test_a_dropped_ctrl_c_still_stops_a_batch(raw, tmp_path, monkeypatch):
-    from cpl._backends import LocalBackend
+    from cpl.parallel._backends import LocalBackend
     drop_an_interrupt_once(monkeypatch, LocalBackend, 'wait')
     out = str(tmp_path / 'out')
     start = time.monotonic()

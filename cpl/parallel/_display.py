@@ -29,6 +29,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
 from rich.text import Text
 
+from ._report import products_text
+
 #: Style of each run status.
 STATUS_STYLES = {
     'pending': 'dim',
@@ -290,22 +292,6 @@ class LiveDisplay:
             line.append(r.name + ': ', style='dim')
             line.append(one_line(r.message)[:width])
         return line
-
-
-#: A finished run's line names its products' paths up to this many, else
-#: how many there are and their folder.
-SHOWN_PRODUCTS = 3
-
-
-def products_text(products: dict) -> str:
-    """'product P', 'products P, Q', or, beyond SHOWN_PRODUCTS, 'N products
-    in FOLDER': the files of a run's products (tag -> path or paths)."""
-    paths = [p for v in products.values()
-             for p in (v if isinstance(v, list) else [v])]
-    if len(paths) > SHOWN_PRODUCTS:
-        folders = sorted({os.path.dirname(p) for p in paths})
-        return '%d products in %s' % (len(paths), ', '.join(folders))
-    return 'product%s %s' % ('' if len(paths) == 1 else 's', ', '.join(paths))
 
 
 class EventLog:

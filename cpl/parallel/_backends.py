@@ -12,8 +12,8 @@ import threading
 import uuid
 from typing import Any, Callable, Iterable
 
-from ._run import RunControl
-from .cluster import ClusterError
+from .._run import RunControl
+from ..cluster import ClusterError
 
 
 class LocalBackend:

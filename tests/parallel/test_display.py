@@ -1,4 +1,4 @@
-"""The live progress display (cpl.progress.LiveDisplay): rendered to a
+"""The live progress display (cpl.parallel._display.LiveDisplay): rendered to a
 fake terminal, and for real in a tmux session running a workflow."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 from rich.console import Console
 
 from cpl.parallel import RunRecord
-from cpl.progress import EventLog, LiveDisplay, format_seconds, one_line
+from cpl.parallel._display import EventLog, LiveDisplay, format_seconds, one_line
 
 ANSI = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]')
 ERASE_LINE = '\x1b[2K'

@@ -22,6 +22,7 @@ from astropy.io import fits
 
 import cpl
 from cpl import parallel
+from cpl.parallel import _batch, _execution
 from cpl.parallel import (MissingInputsError, PreflightError, Report,
                           RunRecord, Workflow, run_batch)
 from conftest import (is_gone, manifest_step as step, pipeline_recipe,
@@ -595,7 +596,7 @@ def _memory(available):
 
 def test_preflight_refuses_too_much_memory(raw, tmp_path, monkeypatch, ran):
     out = str(tmp_path / 'never')
-    monkeypatch.setattr(parallel, 'RAM_PER_INPUT_BYTE', 1e15)
+    monkeypatch.setattr(_execution, 'RAM_PER_INPUT_BYTE', 1e15)
     w = Workflow()
     w.add('rtest_copy', raw, name='a')
     with pytest.raises(PreflightError) as info:
@@ -1029,5 +1030,5 @@ def test_run_batch_says_what_is_wrong_with_the_raw_tag(tmp_path, raw):
 def test_batch_run_names_tell_alike_sofs_apart_by_their_folders(tmp_path):
     sofs = [str(tmp_path / p) for p in ('a/x/bias.sof', 'b/x/bias.sof',
                                         'b/flat.sof', 'c/dark.sof')]
-    assert parallel._sof_run_names(sofs + [['raw.fits']]) == {
+    assert _batch._sof_run_names(sofs + [['raw.fits']]) == {
         0: 'a-x-bias', 1: 'b-x-bias', 2: 'flat', 3: 'dark'}
