@@ -8,7 +8,7 @@ import os
 from typing import IO
 
 from . import logger as _logger
-from ._esorex_files import SofError, load_rc, load_sof  # noqa: F401
+from ._esorex_files import SofError, load_rc, load_sof  # noqa: F401 (its names)
 from .recipe import Recipe
 
 

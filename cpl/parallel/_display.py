@@ -19,7 +19,6 @@ on one line, cut to the terminal width.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 import time
