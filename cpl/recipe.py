@@ -415,6 +415,10 @@ class Recipe:
         env['CPL_MEMORY_MODE'] = str(int(Recipe.memory_mode))
         return env
 
+    # Recipe.map (one run per input, in parallel) is set by
+    # cpl.parallel._batch: the batch makes recipes, so it is above this
+    # module, which cannot import it.
+
     # --- the class-level interface of python-cpl -----------------------
     @staticmethod
     def list() -> list[tuple[str, list[str]]]:
