@@ -43,6 +43,10 @@ TERMINATE_GRACE_SECONDS = 2.0
 #: the run is given up (a process stuck in the kernel, or a runner that
 #: lost the run): a timeout is a bound, whatever happens.
 KILL_WAIT_SECONDS = 10.0
+#: A recipe that crashed before its deadline but is still writing its
+#: backtrace (gdb attaching under load can take seconds) gets this much
+#: longer: it is reported as the crash it is, not as a timeout.
+CRASH_REPORT_SECONDS = 30.0
 
 LOG_FILE = '.cplrun-log'
 OUTPUT_FILE = '.cplrun-output'
@@ -212,11 +216,12 @@ def _request(spec: RunSpec, workdir: str) -> list[tuple[str, str]]:
 
 
 def _wait(server: _runner.Server, handle: _runner.RunHandle, spec: RunSpec,
-          log: LogReader, control: RunControl,
+          workdir: str, log: LogReader, control: RunControl,
           interrupted: threading.Event | None = None) -> str | None:
     """Waits for the run, forwarding its log; returns 'timeout' or
     'cancelled' when it had to be killed for that reason."""
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
+    crash_grace_given = False
     reason = None
     kill_at = give_up_at = None
     while not handle.finished.wait(LOG_POLL_SECONDS):
@@ -230,7 +235,14 @@ def _wait(server: _runner.Server, handle: _runner.RunHandle, spec: RunSpec,
             if control.cancel_requested.is_set():
                 reason = 'cancelled'
             elif deadline is not None and now >= deadline:
-                reason = 'timeout'
+                # The crash handler writes its file first, then runs gdb:
+                # the file there means the recipe crashed in time.
+                if not crash_grace_given and os.path.exists(
+                        os.path.join(workdir, BACKTRACE_FILE)):
+                    crash_grace_given = True
+                    deadline = now + CRASH_REPORT_SECONDS
+                else:
+                    reason = 'timeout'
             if reason is not None:
                 server.kill(handle, signal.SIGTERM)
                 kill_at = now + TERMINATE_GRACE_SECONDS
@@ -359,7 +371,8 @@ def _execute(spec: RunSpec, control: RunControl, run: _LiveRun) -> Result:
                     spec.loglevel)
     try:
         with interrupts_noted() as interrupted:
-            reason = _wait(server, handle, spec, log, control, interrupted)
+            reason = _wait(server, handle, spec, workdir, log, control,
+                           interrupted)
     except BaseException:
         run.stop()          # whatever stopped the waiting, the run stops
         log.close()
@@ -442,6 +455,14 @@ def _sound_result(doc: Any) -> bool:
     return True
 
 
+def _crash_signal(workdir: str) -> int | None:
+    """The signal the crash handler caught, from the first line
+    ("signal N") of the file it writes; None when there was no crash."""
+    first = _read_text(os.path.join(workdir, BACKTRACE_FILE)).split('\n', 1)[0]
+    name, _, number = first.partition(' ')
+    return int(number) if name == 'signal' and number.isdigit() else None
+
+
 def _outcome(spec: RunSpec, workdir: str, handle: _runner.RunHandle,
              reason: str | None, log: LogReader, wall: float) -> Result:
     log_file = os.path.join(workdir, LOG_FILE)
@@ -453,6 +474,11 @@ def _outcome(spec: RunSpec, workdir: str, handle: _runner.RunHandle,
     if reason == 'cancelled':
         _remove_workdir(workdir)
         raise Cancelled()
+    crash_signal = _crash_signal(workdir)
+    if reason == 'timeout' and crash_signal is not None:
+        # Crashed in time, killed while gdb was still writing: a crash,
+        # with the signal the handler caught and what gdb had written.
+        reason, sig = None, crash_signal
     if reason == 'timeout':
         # Partial products may be large (109 MB for a MUSE bias), and are
         # of no use: the folder keeps what tells why it took so long.

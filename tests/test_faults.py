@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -379,6 +380,34 @@ def test_a_crashing_call(tmp_path, work_tmp, mode, exit_code, signum):
     assert os.listdir(e.workdir).count('partial.fits') == 1
     assert not out.exists() or fits_files(out) == []
     assert run_dirs(str(tmp_path / 'work')) == [os.path.basename(e.workdir)]
+    assert_no_processes_left()
+
+
+@pytest.mark.parametrize('gdb_delay, timeout', [(3, 1), (60, 1)])
+def test_a_crash_at_its_deadline_is_a_crash_not_a_timeout(
+        tmp_path, work_tmp, monkeypatch, gdb_delay, timeout):
+    """Under load gdb may take seconds to attach to a recipe that crashed
+    in time: the run is the crash it is (signal, and the backtrace when
+    gdb finishes within the grace), not a timeout.  A gdb slower than the
+    grace is killed, the crash still reported."""
+    real_gdb = shutil.which('gdb')
+    slow_gdb = tmp_path / 'gdb'
+    slow_gdb.write_text('#!/bin/sh\nsleep %d\nexec %s "$@"\n'
+                        % (gdb_delay, real_gdb))
+    slow_gdb.chmod(0o755)
+    r = cpl.Recipe('rtest_crash')
+    r.env['CPLRUN_GDB'] = str(slow_gdb)
+    monkeypatch.setattr(cpl._run, 'CRASH_REPORT_SECONDS', 10.0)
+    with pytest.raises(cpl.RecipeCrash) as info:
+        r(image(tmp_path, 'crash input'), tag='RAW',
+          param={'mode': 'segv'}, timeout=timeout)
+    e = info.value
+    assert not isinstance(e, cpl.RecipeTimeout), str(e)
+    assert e.signal == signal.SIGSEGV
+    assert 'SIGSEGV' in str(e)
+    if gdb_delay < 10:
+        assert any('rtest_crash' in line or 'crash' in line
+                   for line in e.lines[1:]), e.lines
     assert_no_processes_left()
 
 
