@@ -474,11 +474,13 @@ def _outcome(spec: RunSpec, workdir: str, handle: _runner.RunHandle,
     if reason == 'cancelled':
         _remove_workdir(workdir)
         raise Cancelled()
-    crash_signal = _crash_signal(workdir)
-    if reason == 'timeout' and crash_signal is not None:
-        # Crashed in time, killed while gdb was still writing: a crash,
-        # with the signal the handler caught and what gdb had written.
-        reason, sig = None, crash_signal
+    if reason == 'timeout':
+        crash_signal = _crash_signal(workdir)
+        if crash_signal is not None:
+            # Crashed in time, killed while gdb was still writing: a
+            # crash, with the signal the handler caught and what gdb had
+            # written.
+            reason, sig = None, crash_signal
     if reason == 'timeout':
         # Partial products may be large (109 MB for a MUSE bias), and are
         # of no use: the folder keeps what tells why it took so long.

@@ -484,7 +484,8 @@ class Recipe:
         state = {
             'param': {p.fullname: p.value for p in self._param
                       if p.value is not None},
-            'calib': {c.tag: _portable_frames(c.frames) for c in self._calib
+            # HDULists in calib travel as FITS bytes, like products.
+            'calib': {c.tag: _to_portable(c.frames) for c in self._calib
                       if c.frames is not None},
             'tag': self._tag, 'tags': self._tags, 'env': dict(self._env),
             'output_dir': self.output_dir, 'temp_dir': self.temp_dir,
@@ -503,11 +504,6 @@ def _frame_key(frame: Any) -> Any:
 
 def _frame_name(frame: Any) -> str:
     return 'an HDUList' if isinstance(frame, fits.HDUList) else str(frame)
-
-
-def _portable_frames(frames: Any) -> Any:
-    # HDULists in calib travel as FITS bytes, like products.
-    return _to_portable(frames)
 
 
 def _restore_recipe(name: str, filename: str, version: int,
