@@ -518,8 +518,12 @@ def test_failure_and_signals_are_crashes(tmp_path):
     assert info.value.signal == 7 and 'SIGBUS' in str(info.value)
     assert info.value.elements[0].func == 'my_func'
     assert info.value.elements[0].line == 12
+    # a timeout in a folder of its own: a crash file there would make the
+    # run the crash it was (test_faults: a crash at its deadline)
+    timed_out = tmp_path / 'timed-out'
+    timed_out.mkdir()
     with pytest.raises(cpl.RecipeTimeout) as info:
-        outcome(str(tmp_path), dict(EXIT_OK, signal=9), reason='timeout')
+        outcome(str(timed_out), dict(EXIT_OK, signal=9), reason='timeout')
     assert 'timed out after 2.5 s' in str(info.value)
 
 
